@@ -1,0 +1,134 @@
+"""Multi-scale deformable attention sampling: compiled kernel or pure-PyTorch fallback.
+
+The compiled kernel comes from the PyPI package ``torch-ms-deform-attn``. The fallback
+samples every level with ``F.grid_sample`` (bilinear, zero padding, ``align_corners=False``),
+which is what the kernel computes. The environment variable ``MINVIS_MSDA_IMPL`` chooses:
+
+- ``auto`` (default): the kernel when it is installed and supports the tensors' device,
+  otherwise the fallback;
+- ``compiled``: the kernel, failing loudly if it cannot be used;
+- ``pytorch``: the fallback.
+
+The ``impl`` argument of :func:`ms_deform_attn` overrides the environment variable.
+"""
+
+import logging
+import os
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+IMPL_ENV_VAR = "MINVIS_MSDA_IMPL"
+IMPLEMENTATIONS = ("auto", "compiled", "pytorch")
+
+try:
+    from torch_ms_deform_attn import _C as _msda_native
+    from torch_ms_deform_attn import ms_deform_attn as _msda_compiled
+except (ImportError, OSError) as exc:  # not installed, or built against another torch
+    _msda_compiled = None
+    COMPILED_DEVICE_TYPES: frozenset[str] = frozenset()
+    logger.info("torch-ms-deform-attn unavailable (%s); using the grid_sample fallback", exc)
+else:
+    COMPILED_DEVICE_TYPES = frozenset(
+        ["cpu"]
+        + (["cuda"] if _msda_native.with_cuda else [])
+        + (["mps"] if _msda_native.with_mps else [])
+    )
+
+# Floating dtypes the kernel accepts (half precision is computed in float32 by the package).
+_COMPILED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def compiled_available(device: torch.device | str = "cpu") -> bool:
+    """Whether the compiled kernel is importable and built for ``device``'s type."""
+    return torch.device(device).type in COMPILED_DEVICE_TYPES
+
+
+def ms_deform_attn_pytorch(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Deformable attention with ``grid_sample``; same arguments as :func:`ms_deform_attn`."""
+    batch, _, heads, head_dim = value.shape  # [N, S, M, D]
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape  # [N, Q, M, L, P, 2]
+    shapes: list[tuple[int, int]] = [(h, w) for h, w in spatial_shapes.tolist()]
+    # grid_sample wants coordinates in [-1, 1]; heads are folded into the batch.
+    grids = (2 * sampling_locations - 1).transpose(1, 2).flatten(0, 1)  # [N*M, Q, L, P, 2]
+    per_level_values = value.split([h * w for h, w in shapes], dim=1)  # L x [N, H*W, M, D]
+
+    sampled = []
+    for level, ((height, width), level_value) in enumerate(zip(shapes, per_level_values)):
+        # [N, H*W, M, D] -> [N, M, D, H*W] -> [N*M, D, H, W]
+        level_value = level_value.permute(0, 2, 3, 1).reshape(
+            batch * heads, head_dim, height, width
+        )
+        sampled.append(
+            F.grid_sample(
+                level_value,
+                grids[:, :, level],  # [N*M, Q, P, 2]
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=False,
+            )  # [N*M, D, Q, P]
+        )
+    samples = torch.stack(sampled, dim=-2).flatten(-2)  # [N*M, D, Q, L*P]
+    # [N, Q, M, L, P] -> [N, M, Q, L, P] -> [N*M, 1, Q, L*P]
+    weights = attention_weights.transpose(1, 2).reshape(
+        batch * heads, 1, num_queries, num_levels * num_points
+    )
+    output = (samples * weights).sum(-1).view(batch, heads * head_dim, num_queries)
+    return output.transpose(1, 2).contiguous()  # [N, Q, M*D]
+
+
+def _resolve_impl(impl: str | None, value: torch.Tensor) -> str:
+    choice = (impl or os.environ.get(IMPL_ENV_VAR, "auto")).lower()
+    if choice not in IMPLEMENTATIONS:
+        raise ValueError(f"{IMPL_ENV_VAR}/impl must be one of {IMPLEMENTATIONS}, got {choice!r}")
+    usable = compiled_available(value.device) and value.dtype in _COMPILED_DTYPES
+    if choice == "compiled" and not usable:
+        raise RuntimeError(
+            "compiled multi-scale deformable attention requested but torch-ms-deform-attn "
+            f"is not installed or does not support {value.device.type}/{value.dtype}"
+        )
+    if choice == "auto":
+        return "compiled" if usable else "pytorch"
+    return choice
+
+
+def ms_deform_attn(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+    im2col_step: int = 64,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Sample each head's value maps at the given locations and sum them with the weights.
+
+    Args:
+        value: [N, S, M, D], the flattened levels of M heads of D channels, S = sum(H_l * W_l).
+        spatial_shapes: [L, 2] int64, (H_l, W_l) of each level.
+        level_start_index: [L] int64, offset of each level in S.
+        sampling_locations: [N, Q, M, L, P, 2], (x, y) in [0, 1] over each level's extent.
+        attention_weights: [N, Q, M, L, P], used as given (no softmax here).
+        im2col_step: batch chunk of the CUDA kernel.
+        impl: ``auto`` / ``compiled`` / ``pytorch``; None reads ``MINVIS_MSDA_IMPL``.
+
+    Returns:
+        [N, Q, M*D]
+    """
+    if _resolve_impl(impl, value) == "compiled":
+        return _msda_compiled(
+            value,
+            spatial_shapes,
+            level_start_index,
+            sampling_locations,
+            attention_weights,
+            im2col_step,
+        )
+    return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)

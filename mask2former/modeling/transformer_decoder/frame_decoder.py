@@ -1,0 +1,187 @@
+"""The masked-attention transformer decoder of MinVIS, applied to every frame independently.
+
+Registered as ``VideoMultiScaleMaskedTransformerDecoder_frame`` (the official name). Each
+frame of a clip is an independent image: queries cross-attend (with masked attention)
+to one scale of the pixel-decoder features per layer, round-robin over 3 scales, then
+self-attend and pass a feed-forward block. After every layer the normalised queries
+predict class logits and mask logits; masks are the mask-MLP embeddings dotted with
+the per-pixel ``mask_features`` (``sigmoid(Q * F)`` in the paper). The final normalised
+query states are returned as ``pred_embds``, the embeddings MinVIS tracks with.
+"""
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import Conv2d
+from fvcore.nn import weight_init
+from torch import nn
+from torch.nn import functional as F
+
+from ..position_encoding import PositionEmbeddingSine
+from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from .registry import TRANSFORMER_DECODER_REGISTRY
+
+# Masked attention looks at pixels whose predicted mask probability is >= this value.
+MASK_ATTENTION_PROB_THRESHOLD = 0.5
+
+
+@TRANSFORMER_DECODER_REGISTRY.register()
+class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # noqa: N801 (official name)
+    num_feature_levels = 3
+
+    @configurable
+    def __init__(
+        self,
+        in_channels: int,
+        mask_classification: bool = True,
+        *,
+        num_classes: int,
+        hidden_dim: int,
+        num_queries: int,
+        nheads: int,
+        dim_feedforward: int,
+        dec_layers: int,
+        pre_norm: bool,
+        mask_dim: int,
+        enforce_input_project: bool,
+    ):
+        """
+        Args:
+            in_channels: channels of the multi-scale features from the pixel decoder.
+            mask_classification: predict class logits (always True for instance segmentation).
+            num_classes: number of categories K (logits have K + 1 entries, last = no object).
+            hidden_dim: query and feature dimension inside the decoder.
+            num_queries: number of object queries Q.
+            nheads: attention heads.
+            dim_feedforward: hidden size of the feed-forward blocks.
+            dec_layers: number of decoder layers (the config's DEC_LAYERS - 1).
+            pre_norm: pre-norm residual blocks instead of post-norm.
+            mask_dim: channels of ``mask_features``; output size of the mask MLP.
+            enforce_input_project: add 1x1 input projections even when channels match.
+        """
+        super().__init__()
+        if not mask_classification:
+            raise ValueError("VideoMultiScaleMaskedTransformerDecoder_frame needs mask_classification=True")
+        self.mask_classification = mask_classification
+        self.num_heads = nheads
+        self.num_layers = dec_layers
+        self.num_queries = num_queries
+        self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
+
+        # The official decoder uses no dropout, whatever MODEL.MASK_FORMER.DROPOUT says.
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(hidden_dim, nheads, dropout=0.0, normalize_before=pre_norm)
+            for _ in range(dec_layers)
+        )
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(hidden_dim, nheads, dropout=0.0, normalize_before=pre_norm)
+            for _ in range(dec_layers)
+        )
+        self.transformer_ffn_layers = nn.ModuleList(
+            FFNLayer(hidden_dim, dim_feedforward, dropout=0.0, normalize_before=pre_norm)
+            for _ in range(dec_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)  # learnable query features
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)  # learnable query positions
+        self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
+
+        self.input_proj = nn.ModuleList()
+        for _ in range(self.num_feature_levels):
+            if in_channels != hidden_dim or enforce_input_project:
+                proj = Conv2d(in_channels, hidden_dim, kernel_size=1)
+                weight_init.c2_xavier_fill(proj)
+                self.input_proj.append(proj)
+            else:
+                self.input_proj.append(nn.Sequential())
+
+        self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, in_channels: int, mask_classification: bool) -> dict:
+        mf = cfg.MODEL.MASK_FORMER
+        if mf.DEC_LAYERS < 1:
+            raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS must be >= 1, got {mf.DEC_LAYERS}")
+        return {
+            "in_channels": in_channels,
+            "mask_classification": mask_classification,
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "hidden_dim": mf.HIDDEN_DIM,
+            "num_queries": mf.NUM_OBJECT_QUERIES,
+            "nheads": mf.NHEADS,
+            "dim_feedforward": mf.DIM_FEEDFORWARD,
+            # DEC_LAYERS counts the prediction on the learnable queries as a layer.
+            "dec_layers": mf.DEC_LAYERS - 1,
+            "pre_norm": mf.PRE_NORM,
+            "enforce_input_project": mf.ENFORCE_INPUT_PROJ,
+            "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
+        }
+
+    def forward(self, multi_scale_features: list[torch.Tensor], mask_features: torch.Tensor) -> dict:
+        """
+        Args:
+            multi_scale_features: 3 maps ``[N, C_in, H_l, W_l]``, coarsest first; N = images.
+            mask_features: per-pixel embeddings ``[N, mask_dim, H/4, W/4]``.
+
+        Returns a dict with, per image:
+            pred_logits ``[N, Q, K+1]``, pred_masks ``[N, Q, H/4, W/4]`` (logits),
+            pred_embds ``[N, Q, C]`` (final normalised queries, used for tracking), and
+            aux_outputs: ``pred_logits``/``pred_masks`` of the learnable queries and of
+            every layer but the last (deep supervision).
+        """
+        if len(multi_scale_features) != self.num_feature_levels:
+            raise ValueError(
+                f"expected {self.num_feature_levels} feature levels, got {len(multi_scale_features)}"
+            )
+        memories, positions, sizes = [], [], []
+        for level, feature in enumerate(multi_scale_features):
+            sizes.append(feature.shape[-2:])
+            pos = self.pe_layer(feature).flatten(2)  # [N, C, HW]
+            src = self.input_proj[level](feature).flatten(2) + self.level_embed.weight[level][None, :, None]
+            positions.append(pos.permute(2, 0, 1))  # [HW, N, C]
+            memories.append(src.permute(2, 0, 1))
+
+        num_images = memories[0].shape[1]
+        query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, num_images, 1)  # [Q, N, C]
+        queries = self.query_feat.weight.unsqueeze(1).repeat(1, num_images, 1)
+
+        logits, masks, attn_mask = self._predict(queries, mask_features, sizes[0])
+        all_logits, all_masks = [logits], [masks]
+        for i in range(self.num_layers):
+            level = i % self.num_feature_levels
+            # A query whose mask covers no pixel would attend to nothing: let it see everything.
+            attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
+            queries = self.transformer_cross_attention_layers[i](
+                queries, memories[level], memory_mask=attn_mask, pos=positions[level], query_pos=query_pos
+            )
+            queries = self.transformer_self_attention_layers[i](queries, query_pos=query_pos)
+            queries = self.transformer_ffn_layers[i](queries)
+            next_size = sizes[(i + 1) % self.num_feature_levels]
+            logits, masks, attn_mask = self._predict(queries, mask_features, next_size)
+            all_logits.append(logits)
+            all_masks.append(masks)
+
+        return {
+            "pred_logits": all_logits[-1],
+            "pred_masks": all_masks[-1],
+            "pred_embds": self.decoder_norm(queries).transpose(0, 1),  # [N, Q, C]
+            "aux_outputs": [
+                {"pred_logits": lg, "pred_masks": mk} for lg, mk in zip(all_logits[:-1], all_masks[:-1])
+            ],
+        }
+
+    def _predict(
+        self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: torch.Size
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Class logits, mask logits and the next layer's attention mask from queries [Q, N, C]."""
+        normed = self.decoder_norm(queries).transpose(0, 1)  # [N, Q, C]
+        class_logits = self.class_embed(normed)  # [N, Q, K+1]
+        mask_embed = self.mask_embed(normed)  # [N, Q, mask_dim]
+        mask_logits = torch.einsum("nqc,nchw->nqhw", mask_embed, mask_features)  # [N, Q, H/4, W/4]
+
+        resized = F.interpolate(mask_logits, size=attn_size, mode="bilinear", align_corners=False)
+        blocked = resized.sigmoid().flatten(2) < MASK_ATTENTION_PROB_THRESHOLD  # [N, Q, HW]
+        # nn.MultiheadAttention wants one mask per (image, head): [N * heads, Q, HW].
+        attn_mask = blocked.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
+        return class_logits, mask_logits, attn_mask

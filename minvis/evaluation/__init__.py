@@ -1,0 +1,1 @@
+"""Video instance segmentation evaluation: the YouTube-VIS metric and the submission format."""

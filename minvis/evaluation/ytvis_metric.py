@@ -1,0 +1,367 @@
+"""Video instance segmentation AP/AR with the YouTube-VIS definitions (also used for OVIS).
+
+Reproduces the official ``ytvoseval`` (YouTube-VIS cocoapi fork) without its numpy
+limits and per-pair Python loops:
+
+* spatio-temporal IoU of a prediction and a ground-truth instance = sum over frames of
+  the intersection / sum over frames of the union; a frame where only one side has a
+  mask adds its area to the union, a frame where both are null adds nothing;
+* IoU thresholds 0.50:0.05:0.95, 101 recall points, at most 1 / 10 / 100 predictions
+  per (video, category);
+* area buckets by an instance's mean area over its non-empty frames (ground truth: its
+  ``areas`` field, as the official evaluator reads it; predictions: their masks):
+  all [0, 1e10], small [0, 128²], medium [128², 256²], large [256², 1e10], bounds
+  inclusive; out-of-bucket ground truth is ignored, and so are unmatched predictions
+  outside the bucket;
+* crowd ground truth (``iscrowd``) is ignored and may absorb several predictions;
+* precision/recall per category, then averaged over categories; a setting (category,
+  bucket) without ground truth counts as -1 and is left out of the averages; a
+  statistic with no setting left is -1.
+
+Per-category AP (``YTVISMetrics.per_category_ap``) is the AP over all IoU thresholds,
+area "all", 100 predictions; it is -1 for a category without (non-crowd) ground truth.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from minvis.evaluation.submission import YTVISFormatError, is_int, validate_results
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
+MAX_DETS = (1, 10, 100)
+AREA_RANGES = {
+    "all": (0.0, 1e10),
+    "small": (0.0, 128.0**2),
+    "medium": (128.0**2, 256.0**2),
+    "large": (256.0**2, 1e10),
+}
+# (name, is AP, IoU threshold or None for all, area bucket, max predictions)
+STATS = (
+    ("AP", True, None, "all", 100),
+    ("AP50", True, 0.5, "all", 100),
+    ("AP75", True, 0.75, "all", 100),
+    ("APs", True, None, "small", 100),
+    ("APm", True, None, "medium", 100),
+    ("APl", True, None, "large", 100),
+    ("AR1", False, None, "all", 1),
+    ("AR10", False, None, "all", 10),
+    ("AR100", False, None, "all", 100),
+    ("ARs", False, None, "small", 100),
+    ("ARm", False, None, "medium", 100),
+    ("ARl", False, None, "large", 100),
+)
+STAT_NAMES = tuple(stat[0] for stat in STATS)
+
+
+@dataclass(frozen=True)
+class YTVISMetrics:
+    stats: dict[str, float]  # STAT_NAMES in order
+    per_category_ap: dict[int, float]  # category id -> AP (-1: no ground truth)
+
+
+@dataclass(frozen=True)
+class _Video:
+    height: int
+    width: int
+    length: int
+
+
+@dataclass
+class _Instance:
+    """A ground-truth or predicted track: one pycocotools RLE (or None) per frame."""
+
+    rles: list[dict[str, Any] | None]
+    frame_areas: np.ndarray  # [length] pixels per frame
+    mean_area: float
+    score: float = 1.0
+    is_crowd: bool = False
+
+
+@dataclass
+class _GroupResult:
+    """Matching of one (video, category) at one area bucket, predictions by score."""
+
+    scores: np.ndarray  # [D]
+    matched: np.ndarray  # [T, D] bool
+    dt_ignored: np.ndarray  # [T, D] bool
+    num_gt: int  # non-ignored ground truth
+
+
+def _mean_nonzero(areas: list[float | None]) -> float:
+    kept = [a for a in areas if a]
+    return float(np.array(kept, dtype=np.float64).mean()) if kept else 0.0
+
+
+def _parse_videos(gt: dict[str, Any]) -> dict[int, _Video]:
+    videos: dict[int, _Video] = {}
+    keys = ("id", "height", "width", "length")
+    for index, video in enumerate(gt["videos"]):
+        if not isinstance(video, dict) or not all(is_int(video.get(k)) for k in keys):
+            raise YTVISFormatError(
+                f"ground-truth video {index}: needs integer {', '.join(keys)}"
+            )
+        if video["id"] in videos:
+            raise YTVISFormatError(f"ground-truth video {index}: duplicate id {video['id']}")
+        videos[video["id"]] = _Video(video["height"], video["width"], video["length"])
+    return videos
+
+
+def _check_frames(segmentations: object, video: _Video, where: str) -> list[Any]:
+    if not isinstance(segmentations, list) or len(segmentations) != video.length:
+        found = len(segmentations) if isinstance(segmentations, list) else "no list of"
+        raise YTVISFormatError(
+            f"{where}: {found} segmentations for a video of {video.length} frames"
+        )
+    return segmentations
+
+
+def _check_size(rle: dict[str, Any], video: _Video, where: str) -> None:
+    if rle["size"] != [video.height, video.width]:
+        raise YTVISFormatError(
+            f"{where}: mask size {rle['size']} differs from the video's "
+            f"[{video.height}, {video.width}]"
+        )
+
+
+def _gt_frame_rle(segm: object, video: _Video, where: str) -> dict[str, Any]:
+    if isinstance(segm, list):  # polygons
+        return mask_utils.merge(mask_utils.frPyObjects(segm, video.height, video.width))
+    if not isinstance(segm, dict) or "size" not in segm or "counts" not in segm:
+        raise YTVISFormatError(f"{where}: expected an RLE dict, a polygon list or null")
+    _check_size(segm, video, where)
+    if isinstance(segm["counts"], list):  # uncompressed RLE
+        return mask_utils.frPyObjects(segm, video.height, video.width)
+    return segm
+
+
+def _frame_areas(rles: list[dict[str, Any] | None]) -> np.ndarray:
+    present = [rle for rle in rles if rle is not None]
+    areas = np.zeros(len(rles), dtype=np.int64)
+    if present:
+        areas[[f for f, rle in enumerate(rles) if rle is not None]] = mask_utils.area(present)
+    return areas
+
+
+def _parse_gt(
+    gt: dict[str, Any], videos: dict[int, _Video], categories: set[int]
+) -> dict[tuple[int, int], list[_Instance]]:
+    by_group: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
+    for index, ann in enumerate(gt["annotations"]):
+        if not isinstance(ann, dict):
+            raise YTVISFormatError(f"ground-truth annotation {index}: expected an object")
+        where = (
+            f"ground-truth annotation {index} (id {ann.get('id')}, "
+            f"video_id {ann.get('video_id')})"
+        )
+        video = videos.get(ann.get("video_id"))
+        if video is None:
+            raise YTVISFormatError(f"{where}: unknown video")
+        if ann.get("category_id") not in categories:
+            raise YTVISFormatError(f"{where}: unknown category {ann.get('category_id')}")
+        segmentations = _check_frames(ann.get("segmentations"), video, where)
+        rles = [
+            None if segm is None else _gt_frame_rle(segm, video, f"{where} frame {frame}")
+            for frame, segm in enumerate(segmentations)
+        ]
+        frame_areas = _frame_areas(rles)
+        listed = ann.get("areas")
+        if listed is not None and (not isinstance(listed, list) or len(listed) != video.length):
+            raise YTVISFormatError(f"{where}: areas must list one value per frame")
+        by_group[ann["video_id"], ann["category_id"]].append(
+            _Instance(
+                rles=rles,
+                frame_areas=frame_areas,
+                mean_area=_mean_nonzero(frame_areas.tolist() if listed is None else listed),
+                is_crowd=bool(ann.get("iscrowd", 0)),
+            )
+        )
+    return by_group
+
+
+def _parse_results(
+    results: list[dict[str, Any]], videos: dict[int, _Video], categories: set[int]
+) -> dict[tuple[int, int], list[_Instance]]:
+    by_group: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
+    for index, entry in enumerate(validate_results(results)):
+        where = f"results entry {index} (video_id {entry['video_id']})"
+        video = videos.get(entry["video_id"])
+        if video is None:
+            raise YTVISFormatError(f"{where}: unknown video")
+        if entry["category_id"] not in categories:
+            raise YTVISFormatError(f"{where}: unknown category {entry['category_id']}")
+        rles = _check_frames(entry["segmentations"], video, where)
+        for frame, rle in enumerate(rles):
+            if rle is not None:
+                _check_size(rle, video, f"{where} frame {frame}")
+        frame_areas = _frame_areas(rles)
+        by_group[entry["video_id"], entry["category_id"]].append(
+            _Instance(
+                rles=rles,
+                frame_areas=frame_areas,
+                mean_area=_mean_nonzero(frame_areas.tolist()),
+                score=float(entry["score"]),
+            )
+        )
+    return by_group
+
+
+def _spatio_temporal_iou(dts: list[_Instance], gts: list[_Instance]) -> np.ndarray:
+    """[D, G] sum-over-frames intersection / sum-over-frames union, exact in float64."""
+    inter = np.zeros((len(dts), len(gts)), dtype=np.int64)
+    if not dts or not gts:
+        return inter.astype(np.float64)
+    for frame in range(len(gts[0].rles)):
+        d_idx = [i for i, dt in enumerate(dts) if dt.rles[frame] is not None]
+        g_idx = [j for j, gt in enumerate(gts) if gt.rles[frame] is not None]
+        if not d_idx or not g_idx:
+            continue
+        iou = np.asarray(
+            mask_utils.iou(
+                [dts[i].rles[frame] for i in d_idx],
+                [gts[j].rles[frame] for j in g_idx],
+                [0] * len(g_idx),
+            )
+        )
+        a = np.array([dts[i].frame_areas[frame] for i in d_idx], dtype=np.float64)
+        b = np.array([gts[j].frame_areas[frame] for j in g_idx], dtype=np.float64)
+        # iou = i / (a + b - i)  =>  i = iou * (a + b) / (1 + iou); exact after rounding.
+        frame_inter = np.rint(iou * (a[:, None] + b[None, :]) / (1.0 + iou))
+        inter[np.ix_(d_idx, g_idx)] += frame_inter.astype(np.int64)
+    dt_total = np.array([dt.frame_areas.sum() for dt in dts], dtype=np.int64)
+    gt_total = np.array([gt.frame_areas.sum() for gt in gts], dtype=np.int64)
+    union = dt_total[:, None] + gt_total[None, :] - inter
+    return np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
+
+
+def _outside(area: np.ndarray, bucket: tuple[float, float]) -> np.ndarray:
+    return (area < bucket[0]) | (area > bucket[1])
+
+
+def _match(
+    ious: np.ndarray, dts: list[_Instance], gts: list[_Instance], bucket: tuple[float, float]
+) -> _GroupResult:
+    """Greedy matching by descending score at every IoU threshold at once.
+
+    Each prediction takes the best available non-ignored ground truth with IoU at least
+    the threshold (the last one on ties, as the official loop does); only if there is
+    none does it take an ignored one. Matched non-crowd ground truth is no longer
+    available; crowd ground truth stays available.
+    """
+    gt_area = np.array([g.mean_area for g in gts], dtype=np.float64)
+    gt_crowd = np.array([g.is_crowd for g in gts], dtype=bool)
+    gt_ignored = gt_crowd | _outside(gt_area, bucket)
+    order = np.argsort(gt_ignored, kind="mergesort")  # ignored last, as the official
+    ious, gt_crowd, gt_ignored = ious[:, order], gt_crowd[order], gt_ignored[order]
+    num_t, num_d, num_g = len(IOU_THRESHOLDS), len(dts), len(gts)
+    matched = np.zeros((num_t, num_d), dtype=bool)
+    dt_ignored = np.zeros((num_t, num_d), dtype=bool)
+    gt_taken = np.zeros((num_t, num_g), dtype=bool)
+    rows = np.arange(num_t)
+    for d in range(num_d if num_g else 0):
+        candidate = (~gt_taken | gt_crowd) & (ious[d] >= IOU_THRESHOLDS[:, None])
+        regular = candidate & ~gt_ignored
+        allowed = np.where(regular.any(axis=1, keepdims=True), regular, candidate)
+        values = np.where(allowed, ious[d], -1.0)[:, ::-1]
+        best = num_g - 1 - values.argmax(axis=1)
+        hit = allowed.any(axis=1)
+        matched[hit, d] = True
+        dt_ignored[hit, d] = gt_ignored[best[hit]]
+        gt_taken[rows[hit], best[hit]] = True
+    dt_area = np.array([dt.mean_area for dt in dts], dtype=np.float64)
+    dt_ignored |= ~matched & _outside(dt_area, bucket)[None, :]
+    return _GroupResult(
+        scores=np.array([dt.score for dt in dts], dtype=np.float64),
+        matched=matched,
+        dt_ignored=dt_ignored,
+        num_gt=int((~gt_ignored).sum()),
+    )
+
+
+def _precision_recall(
+    groups: list[_GroupResult], max_det: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """[T, R] interpolated precision and [T] recall over groups, None without ground truth."""
+    num_gt = sum(g.num_gt for g in groups)
+    if num_gt == 0:
+        return None
+    scores = np.concatenate([g.scores[:max_det] for g in groups])
+    order = np.argsort(-scores, kind="mergesort")
+    matched = np.concatenate([g.matched[:, :max_det] for g in groups], axis=1)[:, order]
+    ignored = np.concatenate([g.dt_ignored[:, :max_det] for g in groups], axis=1)[:, order]
+    tp = np.cumsum(matched & ~ignored, axis=1).astype(np.float64)
+    fp = np.cumsum(~matched & ~ignored, axis=1).astype(np.float64)
+    num_t, num_d = tp.shape
+    precision = np.zeros((num_t, len(RECALL_THRESHOLDS)))
+    if num_d == 0:
+        return precision, np.zeros(num_t)
+    rc = tp / num_gt
+    pr = tp / (fp + tp + np.spacing(1))
+    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision envelope
+    for t in range(num_t):
+        idx = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
+        reached = idx < num_d
+        precision[t, reached] = pr[t, idx[reached]]
+    return precision, rc[:, -1]
+
+
+def _summary(values: np.ndarray) -> float:
+    kept = values[values > -1]
+    return float(np.mean(kept)) if kept.size else -1.0
+
+
+def evaluate_ytvis(gt: dict[str, Any], results: list[dict[str, Any]]) -> YTVISMetrics:
+    """Score a submission against YouTube-VIS/OVIS-format ground truth.
+
+    Raises:
+        YTVISFormatError: the ground truth or the results are malformed or do not
+            correspond (unknown video or category, wrong frame count, wrong mask size).
+    """
+    for key in ("videos", "categories", "annotations"):
+        if not isinstance(gt, dict) or not isinstance(gt.get(key), list):
+            raise YTVISFormatError(f"ground truth needs a '{key}' list")
+    videos = _parse_videos(gt)
+    if not all(isinstance(c, dict) and is_int(c.get("id")) for c in gt["categories"]):
+        raise YTVISFormatError("ground truth: every category needs an integer id")
+    category_ids = sorted({c["id"] for c in gt["categories"]})
+    gts = _parse_gt(gt, videos, set(category_ids))
+    dts = _parse_results(results, videos, set(category_ids))
+
+    buckets = list(AREA_RANGES.values())
+    # per category and bucket, the groups' results in ascending video id order
+    grouped: dict[int, list[list[_GroupResult]]] = {
+        cat: [[] for _ in buckets] for cat in category_ids
+    }
+    for key in sorted(gts.keys() | dts.keys()):
+        g, d = gts.get(key, []), dts.get(key, [])
+        order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]
+        d = [d[i] for i in order]
+        ious = _spatio_temporal_iou(d, g)
+        for a, bucket in enumerate(buckets):
+            grouped[key[1]][a].append(_match(ious, d, g, bucket))
+
+    shape_tkam = (len(IOU_THRESHOLDS), len(category_ids), len(buckets), len(MAX_DETS))
+    precision = -np.ones(shape_tkam[:1] + (len(RECALL_THRESHOLDS),) + shape_tkam[1:])
+    recall = -np.ones(shape_tkam)
+    for k, cat in enumerate(category_ids):
+        for a in range(len(buckets)):
+            for m, max_det in enumerate(MAX_DETS):
+                pr = _precision_recall(grouped[cat][a], max_det)
+                if pr is not None:
+                    precision[:, :, k, a, m], recall[:, k, a, m] = pr
+
+    stats: dict[str, float] = {}
+    for name, is_ap, iou_thr, area, max_det in STATS:
+        a, m = list(AREA_RANGES).index(area), MAX_DETS.index(max_det)
+        values = precision[:, :, :, a, m] if is_ap else recall[:, :, a, m]
+        if iou_thr is not None:
+            values = values[np.isclose(IOU_THRESHOLDS, iou_thr)]
+        stats[name] = _summary(values)
+    per_category = {cat: _summary(precision[:, :, k, 0, -1]) for k, cat in enumerate(category_ids)}
+    return YTVISMetrics(stats=stats, per_category_ap=per_category)

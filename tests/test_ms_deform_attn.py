@@ -1,0 +1,156 @@
+"""Multi-scale deformable attention: compiled kernel vs grid_sample fallback, and the layer."""
+
+import pytest
+import torch
+
+from mask2former.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn
+from mask2former.modeling.pixel_decoder.ms_deform_attn_op import (
+    IMPL_ENV_VAR,
+    compiled_available,
+    ms_deform_attn,
+)
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# (rtol, atol) per dtype for compiled vs fallback.
+TOLERANCES = {torch.float32: (1e-5, 1e-5), torch.float64: (1e-10, 1e-10)}
+
+
+def _level_metadata(
+    shapes: list[tuple[int, int]], device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    spatial_shapes = torch.tensor(shapes, dtype=torch.long, device=device)  # [L, 2]
+    starts = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
+    return spatial_shapes, starts
+
+
+def _random_inputs(
+    dtype: torch.dtype, device: str, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(12, 20), (6, 10), (3, 5), (1, 2)]
+    spatial_shapes, starts = _level_metadata(shapes, device)
+    batch, queries, heads, head_dim, points = 2, 17, 4, 8, 3
+    total = sum(h * w for h, w in shapes)
+    value = torch.randn(batch, total, heads, head_dim, generator=generator, dtype=dtype)
+    # Some locations fall outside [0, 1] to exercise the zero padding.
+    locations = torch.rand(
+        batch, queries, heads, len(shapes), points, 2, generator=generator, dtype=dtype
+    ) * 1.3 - 0.15
+    weights = torch.rand(
+        batch, queries, heads, len(shapes), points, generator=generator, dtype=dtype
+    )
+    weights = weights / weights.sum((-2, -1), keepdim=True)
+    return (
+        value.to(device),
+        spatial_shapes,
+        starts,
+        locations.to(device),
+        weights.to(device),
+    )
+
+
+def _value_and_grads(
+    impl: str,
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    starts: torch.Tensor,
+    locations: torch.Tensor,
+    weights: torch.Tensor,
+    grad_output: torch.Tensor,
+) -> list[torch.Tensor]:
+    leaves = [t.detach().clone().requires_grad_(True) for t in (value, locations, weights)]
+    output = ms_deform_attn(leaves[0], spatial_shapes, starts, leaves[1], leaves[2], impl=impl)
+    output.backward(grad_output)
+    return [output.detach()] + [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_matches_pytorch(device: str, dtype: torch.dtype) -> None:
+    if not compiled_available(device):
+        pytest.skip(f"torch-ms-deform-attn is not importable or not built for {device}")
+    inputs = _random_inputs(dtype, device)
+    value, _, _, locations, _ = inputs
+    grad_output = torch.randn(
+        value.shape[0], locations.shape[1], value.shape[2] * value.shape[3], dtype=dtype
+    ).to(device)
+
+    compiled = _value_and_grads("compiled", *inputs, grad_output)
+    reference = _value_and_grads("pytorch", *inputs, grad_output)
+
+    rtol, atol = TOLERANCES[dtype]
+    names = ["output", "grad value", "grad sampling_locations", "grad attention_weights"]
+    for name, got, expected in zip(names, compiled, reference):
+        torch.testing.assert_close(got, expected, rtol=rtol, atol=atol, msg=name)
+
+
+def test_fallback_hand_computed() -> None:
+    # One level of 3x4 pixels, one head of 2 channels; value[y, x] = (10 * y + x, -(10 * y + x)).
+    height, width = 3, 4
+    spatial_shapes, starts = _level_metadata([(height, width)], "cpu")
+    ids = torch.arange(height * width, dtype=torch.float64)
+    pixel_values = 10 * (ids // width) + ids % width  # [H*W]
+    value = torch.stack([pixel_values, -pixel_values], -1).view(1, height * width, 1, 2)
+    # Query 0: the centre of pixel (y=1, x=2); query 1: halfway between the centres of
+    # (y=0, x=0) and (y=0, x=1); query 2: outside the map.
+    xy = torch.tensor(
+        [[(2 + 0.5) / width, (1 + 0.5) / height], [1.0 / width, 0.5 / height], [1.5, 0.5]],
+        dtype=torch.float64,
+    )
+    locations = xy.view(1, 3, 1, 1, 1, 2)
+    weights = torch.full((1, 3, 1, 1, 1), 0.25, dtype=torch.float64)
+
+    output = ms_deform_attn(value, spatial_shapes, starts, locations, weights, impl="pytorch")
+
+    expected = torch.tensor([[12.0, -12.0], [0.5, -0.5], [0.0, 0.0]], dtype=torch.float64) * 0.25
+    torch.testing.assert_close(output, expected[None])
+
+
+def test_env_var_selects_implementation(monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = _random_inputs(torch.float64, "cpu")
+    monkeypatch.setenv(IMPL_ENV_VAR, "pytorch")
+    from_env = ms_deform_attn(*inputs)
+    torch.testing.assert_close(from_env, ms_deform_attn(*inputs, impl="pytorch"), rtol=0, atol=0)
+
+    monkeypatch.setenv(IMPL_ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="must be one of"):
+        ms_deform_attn(*inputs)
+
+
+def test_layer_initialisation() -> None:
+    layer = MSDeformAttn(d_model=32, n_levels=2, n_heads=8, n_points=3)
+    offsets = layer.sampling_offsets.bias.detach().view(8, 2, 3, 2)  # [M, L, P, 2]
+    # Head 0 points right, head 1 diagonally down-right, head 2 down; point k at k + 1 pixels.
+    torch.testing.assert_close(offsets[0, 1, 2], torch.tensor([3.0, 0.0]))
+    torch.testing.assert_close(offsets[1, 0, 1], torch.tensor([2.0, 2.0]))
+    torch.testing.assert_close(offsets[2, 1, 0], torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
+    assert torch.equal(offsets[:, 0], offsets[:, 1])
+    assert not layer.sampling_offsets.weight.any()
+    assert not layer.attention_weights.weight.any()
+    assert not layer.attention_weights.bias.any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer_same_output_with_both_implementations(device: str) -> None:
+    if not compiled_available(device):
+        pytest.skip(f"torch-ms-deform-attn is not importable or not built for {device}")
+    torch.manual_seed(0)
+    shapes = [(8, 10), (4, 5)]
+    spatial_shapes, starts = _level_metadata(shapes, device)
+    layer = MSDeformAttn(d_model=32, n_levels=2, n_heads=4, n_points=2).to(device)
+    with torch.no_grad():  # make offsets and weights depend on the query
+        layer.sampling_offsets.weight.normal_(std=0.1)
+        layer.attention_weights.weight.normal_(std=0.1)
+    total = sum(h * w for h, w in shapes)
+    src = torch.randn(2, total, 32, device=device)
+    reference_points = torch.rand(2, total, 2, 2, device=device)
+
+    outputs = {}
+    for impl in ("compiled", "pytorch"):
+        padding_mask = torch.zeros(2, total, dtype=torch.bool, device=device)
+        padding_mask[1, -5:] = True
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(IMPL_ENV_VAR, impl)
+            outputs[impl] = layer(src, reference_points, src, spatial_shapes, starts, padding_mask)
+    assert outputs["pytorch"].shape == (2, total, 32)
+    torch.testing.assert_close(outputs["compiled"], outputs["pytorch"], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Install detectron2 as a pip-managed distribution (idempotent).
+
+Routes, tried in this order by ``--source auto`` (the default):
+
+* ``git``: upstream's repository, built with its C++/CUDA extension. The usual
+  route on clusters with network access and a CUDA toolkit.
+* ``sdist``: PyPI's ``pb1-detectron2==0.6`` source release, whose Python files are
+  upstream v0.6's but which lacks the C++ sources. It is installed under the
+  distribution name ``detectron2`` with a stand-in ``detectron2._C`` module
+  (tools/detectron2_install/_C.py): imports and ``collect_env_info`` work, and a call
+  into a compiled op (deformable convolution, rotated boxes) raises an error naming
+  the op. MinVIS uses none of them.
+
+Run again to do nothing; ``--force`` reinstalls. torch must already be installed
+(both routes build against it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+UPSTREAM_GIT = "https://github.com/facebookresearch/detectron2.git"
+SDIST_REQUIREMENT = "pb1-detectron2==0.6"
+HERE = Path(__file__).resolve().parent / "detectron2_install"
+
+
+def installed_version() -> str | None:
+    try:
+        return importlib.metadata.version("detectron2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+
+
+def git_reachable(timeout_s: float = 20.0) -> bool:
+    if shutil.which("git") is None:
+        return False
+    try:
+        result = subprocess.run(
+            ["git", "ls-remote", "--heads", UPSTREAM_GIT],
+            capture_output=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return result.returncode == 0
+
+
+def install_from_git() -> None:
+    pip("install", "--no-build-isolation", f"git+{UPSTREAM_GIT}")
+    pip("install", "Pillow<10")
+
+
+def install_from_sdist() -> None:
+    with tempfile.TemporaryDirectory(prefix="d2_sdist_") as tmp:
+        tmp_dir = Path(tmp)
+        # The sdist's setup.py imports torch, hence --no-build-isolation.
+        pip(
+            "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+            "-d", str(tmp_dir), SDIST_REQUIREMENT,
+        )
+        archives = list(tmp_dir.glob("pb1-detectron2-*.tar.gz")) + list(
+            tmp_dir.glob("pb1_detectron2-*.tar.gz")
+        )
+        if len(archives) != 1:
+            raise SystemExit(f"expected one pb1-detectron2 archive in {tmp_dir}, got {archives}")
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(tmp_dir, filter="data")
+        source_dir = next(p for p in tmp_dir.iterdir() if p.is_dir())
+        shutil.copy(HERE / "setup_python_only.py", source_dir / "setup.py")
+        shutil.copy(HERE / "_C.py", source_dir / "detectron2" / "_C.py")
+        pip("install", "--no-build-isolation", str(source_dir))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", choices=["auto", "git", "sdist"], default="auto")
+    parser.add_argument("--force", action="store_true", help="reinstall even if installed")
+    args = parser.parse_args()
+
+    version = installed_version()
+    if version is not None and not args.force:
+        print(f"detectron2 {version} is already installed; nothing to do (--force reinstalls)")
+        return
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SystemExit("install torch first: detectron2 builds against the installed torch")
+
+    source = args.source
+    if source == "auto":
+        source = "git" if git_reachable() else "sdist"
+        print(f"installing detectron2 from {source}")
+    if source == "git":
+        install_from_git()
+    else:
+        install_from_sdist()
+    print(f"detectron2 {installed_version()} installed")
+
+
+if __name__ == "__main__":
+    main()
