@@ -68,9 +68,7 @@ class MaskGeometry:
         if min(sizes) <= 0:
             raise ValueError(f"sizes must be positive, got {self}")
         if self.image_size[0] > self.padded_size[0] or self.image_size[1] > self.padded_size[1]:
-            raise ValueError(
-                f"image_size {self.image_size} exceeds padded_size {self.padded_size}"
-            )
+            raise ValueError(f"image_size {self.image_size} exceeds padded_size {self.padded_size}")
 
     def mask_logits_to_output(self, mask_logits: Tensor) -> Tensor:
         """Resize ``[N, h, w]`` mask logits to ``[N, height, width]`` output logits."""
@@ -108,14 +106,18 @@ def class_probabilities(logit_sum: Tensor, num_frames: int) -> Tensor:
     return F.softmax(logit_sum / num_frames, dim=-1)[:, :-1]
 
 
+def _check_top_k(top_k: int) -> None:
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+
+
 def select_top_k(probabilities: Tensor, top_k: int) -> TopKSelection:
     """Keep the ``top_k`` best (track, class) pairs of ``[Q, K]`` probabilities.
 
     Ranks all ``Q * K`` pairs (``top_k`` is capped at that number) and returns them in
     ``topk(sorted=False)`` order, as the official release does.
     """
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    _check_top_k(top_k)
     num_classes = probabilities.shape[1]
     k = min(top_k, probabilities.numel())
     scores, flat_index = probabilities.flatten().topk(k, sorted=False)  # [k], [k]
@@ -202,6 +204,7 @@ class VideoResultAccumulator:
         top_k: int = 10,
         storage_device: torch.device | str = "cpu",
     ) -> None:
+        _check_top_k(top_k)  # fail before the video is processed, not after
         self.geometry = MaskGeometry(image_size, padded_size, output_size)
         self.top_k = top_k
         self._storage_device = torch.device(storage_device)

@@ -27,7 +27,7 @@ class VideoInputError(ValueError):
 
 
 @META_ARCH_REGISTRY.register()
-class VideoMaskFormer_frame(nn.Module):  # noqa: N801 (official name)
+class VideoMaskFormer_frame(nn.Module):  # official name
     @configurable
     def __init__(
         self,
@@ -140,7 +140,8 @@ class VideoMaskFormer_frame(nn.Module):  # noqa: N801 (official name)
                     output_size=(video.get("height", image_size[0]), video.get("width", image_size[1])),
                     top_k=self.top_k,
                 )
-            for logits, masks, embds in zip(outputs["pred_logits"], outputs["pred_masks"], outputs["pred_embds"]):
+            frames_raw = zip(outputs["pred_logits"], outputs["pred_masks"], outputs["pred_embds"])
+            for logits, masks, embds in frames_raw:
                 accumulator.add_frame(logits, masks, embds)
         return accumulator
 

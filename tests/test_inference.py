@@ -17,7 +17,9 @@ from minvis.inference import (
 )
 from minvis.tracker import QueryTracker
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "parity_ytvis19_r50tiny_s0.pth"
+FIXTURE = (
+    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "parity_ytvis19_r50tiny_s0.pth"
+)
 SIZES = {"image_size": (96, 128), "padded_size": (96, 128), "output_size": (120, 160)}
 
 
@@ -70,7 +72,9 @@ def test_accumulator_matches_paper_exact(parity: dict[str, Any]) -> None:
     exact = paper_exact_video_results(logits, masks, embds, **SIZES, top_k=10)
     assert result["pred_scores"] == exact["pred_scores"]
     assert result["pred_labels"] == exact["pred_labels"]
-    assert all(torch.equal(a, b) for a, b in zip(result["pred_masks"], exact["pred_masks"]))
+    assert all(
+        torch.equal(a, b) for a, b in zip(result["pred_masks"], exact["pred_masks"], strict=True)
+    )
 
 
 def encode_rle(frame_masks: torch.Tensor) -> list[dict[str, Any]]:
@@ -98,12 +102,19 @@ def test_accumulator_streams_encoded_frames(parity: dict[str, Any]) -> None:
 def test_top_k_zero_and_cap(parity: dict[str, Any]) -> None:
     logits, masks, embds = raw_frames(parity)
     empty = paper_exact_video_results(logits, masks, embds, **SIZES, top_k=0)
-    assert empty == {"image_size": (120, 160), "pred_scores": [], "pred_labels": [], "pred_masks": []}
+    assert empty == {
+        "image_size": (120, 160),
+        "pred_scores": [],
+        "pred_labels": [],
+        "pred_masks": [],
+    }
     q, k = logits.shape[1], logits.shape[2] - 1
     everything = paper_exact_video_results(logits[:2], masks[:2], embds[:2], **SIZES, top_k=10**6)
     assert len(everything["pred_scores"]) == q * k
     three = paper_exact_video_results(logits, masks, embds, **SIZES, top_k=3)
-    assert sorted(three["pred_scores"]) == pytest.approx(sorted(parity["output"]["pred_scores"])[-3:])
+    assert sorted(three["pred_scores"]) == pytest.approx(
+        sorted(parity["output"]["pred_scores"])[-3:]
+    )
 
 
 def test_select_top_k_labels_and_tracks() -> None:
@@ -113,6 +124,8 @@ def test_select_top_k_labels_and_tracks() -> None:
     assert pairs == [(1, 0), (1, 2)]
     with pytest.raises(ValueError, match="top_k"):
         select_top_k(probabilities, -1)
+    with pytest.raises(ValueError, match="top_k"):
+        VideoResultAccumulator(**SIZES, top_k=-1)
 
 
 def test_geometry_crops_padding_before_resizing() -> None:

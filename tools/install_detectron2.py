@@ -96,7 +96,7 @@ def main() -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise SystemExit("install torch first: detectron2 builds against the installed torch")
+        raise SystemExit("install torch first: detectron2 builds against the installed torch") from None
 
     source = args.source
     if source == "auto":

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -44,9 +44,7 @@ def encode_masks(masks: np.ndarray) -> list[RLE | None]:
     encoded = mask_utils.encode(column_major)
     non_empty = masks.reshape(masks.shape[0], -1).any(axis=1)
     return [
-        {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-        if keep
-        else None
+        {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")} if keep else None
         for rle, keep in zip(encoded, non_empty, strict=True)
     ]
 
@@ -90,9 +88,7 @@ def validate_result_entry(entry: object, index: int) -> None:
         raise YTVISFormatError(f"{where}: video_id must be an integer, got {entry['video_id']!r}")
     where = f"{where} (video_id {entry['video_id']})"
     if not is_int(entry["category_id"]):
-        raise YTVISFormatError(
-            f"{where}: category_id must be an integer, got {entry['category_id']!r}"
-        )
+        raise YTVISFormatError(f"{where}: category_id must be an integer, got {entry['category_id']!r}")
     score = entry["score"]
     if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
         raise YTVISFormatError(f"{where}: score must be a finite number, got {score!r}")
@@ -145,7 +141,7 @@ class SubmissionWriter:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> SubmissionWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -170,23 +166,27 @@ def zip_results(json_path: str | Path, zip_path: str | Path | None = None) -> Pa
     return zip_path
 
 
-def _read_json(path: Path) -> object:
-    if path.suffix == ".zip":
-        try:
-            with zipfile.ZipFile(path) as archive:
-                if RESULTS_NAME not in archive.namelist():
-                    raise YTVISFormatError(f"{path}: no {RESULTS_NAME} at the archive root")
-                text = archive.read(RESULTS_NAME).decode("utf-8")
-        except zipfile.BadZipFile as error:
-            raise YTVISFormatError(f"{path}: not a valid zip archive ({error})") from error
-    else:
-        text = path.read_text(encoding="utf-8")
+def parse_json(text: str, source: str | Path) -> object:
+    """``json.loads`` that reports invalid JSON as a :class:`YTVISFormatError`."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise YTVISFormatError(f"{path}: invalid JSON ({error})") from error
+        raise YTVISFormatError(f"{source}: invalid JSON ({error})") from error
+
+
+def _read_results_text(path: Path) -> str:
+    if path.suffix != ".zip":
+        return path.read_text(encoding="utf-8")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if RESULTS_NAME not in archive.namelist():
+                raise YTVISFormatError(f"{path}: no {RESULTS_NAME} at the archive root")
+            return archive.read(RESULTS_NAME).decode("utf-8")
+    except zipfile.BadZipFile as error:
+        raise YTVISFormatError(f"{path}: not a valid zip archive ({error})") from error
 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """Read a submission from ``results.json`` or ``results.zip`` and validate its format."""
-    return validate_results(_read_json(Path(path)))
+    path = Path(path)
+    return validate_results(parse_json(_read_results_text(path), path))

@@ -104,9 +104,7 @@ def _parse_videos(gt: dict[str, Any]) -> dict[int, _Video]:
     keys = ("id", "height", "width", "length")
     for index, video in enumerate(gt["videos"]):
         if not isinstance(video, dict) or not all(is_int(video.get(k)) for k in keys):
-            raise YTVISFormatError(
-                f"ground-truth video {index}: needs integer {', '.join(keys)}"
-            )
+            raise YTVISFormatError(f"ground-truth video {index}: needs integer {', '.join(keys)}")
         if video["id"] in videos:
             raise YTVISFormatError(f"ground-truth video {index}: duplicate id {video['id']}")
         videos[video["id"]] = _Video(video["height"], video["width"], video["length"])
@@ -116,17 +114,14 @@ def _parse_videos(gt: dict[str, Any]) -> dict[int, _Video]:
 def _check_frames(segmentations: object, video: _Video, where: str) -> list[Any]:
     if not isinstance(segmentations, list) or len(segmentations) != video.length:
         found = len(segmentations) if isinstance(segmentations, list) else "no list of"
-        raise YTVISFormatError(
-            f"{where}: {found} segmentations for a video of {video.length} frames"
-        )
+        raise YTVISFormatError(f"{where}: {found} segmentations for a video of {video.length} frames")
     return segmentations
 
 
 def _check_size(rle: dict[str, Any], video: _Video, where: str) -> None:
     if rle["size"] != [video.height, video.width]:
         raise YTVISFormatError(
-            f"{where}: mask size {rle['size']} differs from the video's "
-            f"[{video.height}, {video.width}]"
+            f"{where}: mask size {rle['size']} differs from the video's [{video.height}, {video.width}]"
         )
 
 
@@ -156,10 +151,7 @@ def _parse_gt(
     for index, ann in enumerate(gt["annotations"]):
         if not isinstance(ann, dict):
             raise YTVISFormatError(f"ground-truth annotation {index}: expected an object")
-        where = (
-            f"ground-truth annotation {index} (id {ann.get('id')}, "
-            f"video_id {ann.get('video_id')})"
-        )
+        where = f"ground-truth annotation {index} (id {ann.get('id')}, video_id {ann.get('video_id')})"
         video = videos.get(ann.get("video_id"))
         if video is None:
             raise YTVISFormatError(f"{where}: unknown video")
@@ -245,7 +237,10 @@ def _outside(area: np.ndarray, bucket: tuple[float, float]) -> np.ndarray:
 
 
 def _match(
-    ious: np.ndarray, dts: list[_Instance], gts: list[_Instance], bucket: tuple[float, float]
+    ious: np.ndarray,
+    dts: list[_Instance],
+    gts: list[_Instance],
+    bucket: tuple[float, float],
 ) -> _GroupResult:
     """Greedy matching by descending score at every IoU threshold at once.
 
@@ -284,9 +279,7 @@ def _match(
     )
 
 
-def _precision_recall(
-    groups: list[_GroupResult], max_det: int
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _precision_recall(groups: list[_GroupResult], max_det: int) -> tuple[np.ndarray, np.ndarray] | None:
     """[T, R] interpolated precision and [T] recall over groups, None without ground truth."""
     num_gt = sum(g.num_gt for g in groups)
     if num_gt == 0:
@@ -335,9 +328,7 @@ def evaluate_ytvis(gt: dict[str, Any], results: list[dict[str, Any]]) -> YTVISMe
 
     buckets = list(AREA_RANGES.values())
     # per category and bucket, the groups' results in ascending video id order
-    grouped: dict[int, list[list[_GroupResult]]] = {
-        cat: [[] for _ in buckets] for cat in category_ids
-    }
+    grouped: dict[int, list[list[_GroupResult]]] = {cat: [[] for _ in buckets] for cat in category_ids}
     for key in sorted(gts.keys() | dts.keys()):
         g, d = gts.get(key, []), dts.get(key, [])
         order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]

@@ -25,7 +25,7 @@ MASK_ATTENTION_PROB_THRESHOLD = 0.5
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
-class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # noqa: N801 (official name)
+class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
     num_feature_levels = 3
 
     @configurable

@@ -1,0 +1,121 @@
+"""Hungarian assignment of predicted queries to the ground-truth instances of each image.
+
+In MinVIS every training frame is an independent image, so matching is per image. The
+official video matcher run on a single frame (T = 1) computes exactly these costs: its
+point sampling of ``[Q, T, h, w]`` masks flattened to ``[Q, T * P]`` is ``[Q, P]`` here.
+"""
+
+import torch
+import torch.nn.functional as F
+from detectron2.projects.point_rend.point_features import point_sample
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+
+def pairwise_sigmoid_bce(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean sigmoid cross-entropy of every prediction against every target.
+
+    ``logits``: ``[Q, P]`` mask logits; ``targets``: ``[N, P]`` in [0, 1]. Returns ``[Q, N]``.
+    The loss against a target is the target-weighted mix of the loss against all-ones and
+    against all-zeros, so all pairs come out of two matrix products.
+    """
+    loss_if_fg = F.binary_cross_entropy_with_logits(
+        logits, torch.ones_like(logits), reduction="none"
+    )  # [Q, P]
+    loss_if_bg = F.binary_cross_entropy_with_logits(
+        logits, torch.zeros_like(logits), reduction="none"
+    )  # [Q, P]
+    total = torch.einsum("qp,np->qn", loss_if_fg, targets) + torch.einsum(
+        "qp,np->qn", loss_if_bg, 1 - targets
+    )  # [Q, N]
+    return total / logits.shape[1]
+
+
+def pairwise_dice(logits: Tensor, targets: Tensor) -> Tensor:
+    """Smoothed dice loss of every prediction against every target.
+
+    ``logits``: ``[Q, P]`` mask logits; ``targets``: ``[N, P]`` in [0, 1]. Returns ``[Q, N]``.
+    """
+    probs = logits.sigmoid()  # [Q, P]
+    overlap = 2 * torch.einsum("qp,np->qn", probs, targets)  # [Q, N]
+    total = probs.sum(-1)[:, None] + targets.sum(-1)[None, :]  # [Q, N]
+    return 1 - (overlap + 1) / (total + 1)
+
+
+class HungarianMatcher(nn.Module):
+    """One-to-one matching of queries to targets minimising class + mask + dice costs.
+
+    Queries left unmatched are supervised as "no object" by the criterion.
+    """
+
+    def __init__(
+        self,
+        cost_class: float = 1.0,
+        cost_mask: float = 1.0,
+        cost_dice: float = 1.0,
+        num_points: int = 0,
+    ) -> None:
+        super().__init__()
+        if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
+            raise ValueError("at least one matching cost must be non-zero")
+        self.cost_class = cost_class
+        self.cost_mask = cost_mask
+        self.cost_dice = cost_dice
+        self.num_points = num_points
+
+    def cost_matrix(
+        self, pred_logits: Tensor, pred_masks: Tensor, labels: Tensor, masks: Tensor
+    ) -> Tensor:
+        """Matching cost ``[Q, N]`` of one image, in float32 whatever the autocast state.
+
+        ``pred_logits``: ``[Q, K + 1]``; ``pred_masks``: ``[Q, h, w]`` logits;
+        ``labels``: ``[N]``; ``masks``: ``[N, H, W]`` (any resolution: sampling is in
+        normalised coordinates, at points shared by all predictions and targets).
+        """
+        with torch.autocast(pred_logits.device.type, enabled=False):
+            class_cost = -pred_logits.float().softmax(-1)[:, labels]  # [Q, N]
+            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)  # [1, P, 2]
+            pred_points = self._sample(pred_masks.float(), coords)  # [Q, P]
+            target_points = self._sample(masks.float(), coords)  # [N, P]
+            return (
+                self.cost_class * class_cost
+                + self.cost_mask * pairwise_sigmoid_bce(pred_points, target_points)
+                + self.cost_dice * pairwise_dice(pred_points, target_points)
+            )
+
+    @staticmethod
+    def _sample(masks: Tensor, coords: Tensor) -> Tensor:
+        """Values of ``[M, H, W]`` masks at ``[1, P, 2]`` points in [0, 1]^2 -> ``[M, P]``."""
+        grid = coords.expand(masks.shape[0], -1, -1)  # [M, P, 2]
+        return point_sample(masks[:, None], grid, align_corners=False).squeeze(1)
+
+    @torch.no_grad()
+    def forward(
+        self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]
+    ) -> list[tuple[Tensor, Tensor]]:
+        """Match each image of the batch.
+
+        ``outputs``: ``pred_logits`` ``[B, Q, K + 1]`` and ``pred_masks`` ``[B, Q, h, w]``;
+        ``targets``: per image ``labels`` ``[N]`` and ``masks`` ``[N, H, W]``.
+        Returns per image ``(pred_idx, tgt_idx)``, int64 tensors of length ``min(Q, N)``,
+        ``pred_idx`` ascending.
+        """
+        indices = []
+        for pred_logits, pred_masks, target in zip(
+            outputs["pred_logits"], outputs["pred_masks"], targets, strict=True
+        ):
+            cost = self.cost_matrix(pred_logits, pred_masks, target["labels"], target["masks"])
+            pred_idx, tgt_idx = linear_sum_assignment(cost.cpu())
+            indices.append(
+                (
+                    torch.as_tensor(pred_idx, dtype=torch.int64),
+                    torch.as_tensor(tgt_idx, dtype=torch.int64),
+                )
+            )
+        return indices
+
+    def extra_repr(self) -> str:
+        return (
+            f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
+            f"cost_dice={self.cost_dice}, num_points={self.num_points}"
+        )

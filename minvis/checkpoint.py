@@ -1,0 +1,140 @@
+"""Safe, explicit loading of MinVIS / Mask2Former checkpoints through detectron2.
+
+* ``.pth`` files (published MinVIS checkpoints, our own training checkpoints) go through
+  torch's weights-only unpickler; their optimizer/scheduler/iteration entries load too.
+* ``.pkl`` files (detectron2-format Mask2Former COCO checkpoints, ImageNet backbones) go
+  through an unpickler that only builds numpy arrays and plain containers. A pickle
+  that asks for anything else (e.g. a reduce step that runs a command) is refused
+  before anything runs.
+* A missing ``MODEL.WEIGHTS`` file is an error, not a silent start from scratch.
+* ``strict=True`` turns missing keys and shape mismatches into an error that names the
+  checkpoint and suggests the fix (used by evaluation and the demo).
+"""
+
+import logging
+import os
+import pickle
+from typing import Any
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file that cannot be loaded safely or does not fit the model."""
+
+
+# (module, name) pairs a detectron2 .pkl checkpoint legitimately needs: numpy arrays,
+# numpy scalars and dtypes, and ordered dicts. Both numpy 1.x and 2.x module paths.
+_PICKLE_ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+# Extra types the weights-only torch loader may accept (numpy scalars that old
+# training loops leave in scheduler or metadata entries).
+_NUMPY_CORE = np._core if hasattr(np, "_core") else np.core
+_TORCH_SAFE_GLOBALS = [np.dtype, np.ndarray, _NUMPY_CORE.multiarray.scalar] + [
+    type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")
+]
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: str):
+        super().__init__(file, encoding="latin1")
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLE_ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise CheckpointLoadError(
+            f"{self._path}: refusing to unpickle '{module}.{name}'. A .pkl checkpoint may only "
+            "contain numpy arrays and plain containers; this file asks for code to be run."
+        )
+
+
+def load_pkl_checkpoint(path: str) -> dict:
+    """Load a detectron2-format ``.pkl`` with the arrays-only unpickler."""
+    with open(path, "rb") as f:
+        try:
+            data = _ArraysOnlyUnpickler(f, path).load()
+        except CheckpointLoadError:
+            raise
+        except Exception as e:  # corrupt or truncated file
+            raise CheckpointLoadError(f"{path}: not a readable pickle checkpoint ({e})") from e
+    if not isinstance(data, dict):
+        raise CheckpointLoadError(f"{path}: expected a dict at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_pth_checkpoint(path: str) -> dict:
+    """Load a ``.pth`` with torch's weights-only unpickler (plus numpy scalar types)."""
+    try:
+        with torch.serialization.safe_globals(_TORCH_SAFE_GLOBALS):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointLoadError(
+            f"{path}: refused by torch's weights-only loader, which only loads tensors and plain "
+            f"containers. Details: {str(e).splitlines()[0]}"
+        ) from e
+    except (RuntimeError, EOFError) as e:
+        raise CheckpointLoadError(f"{path}: not a readable torch checkpoint ({e})") from e
+    if not isinstance(data, dict):
+        raise CheckpointLoadError(f"{path}: expected a dict at the top level, got {type(data).__name__}")
+    return data
+
+
+class MinVISCheckpointer(DetectionCheckpointer):
+    """detectron2's ``DetectionCheckpointer`` with safe loaders and loud failures."""
+
+    def __init__(self, model, save_dir: str = "", *, strict: bool = False, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.strict = strict
+        self._path = ""
+
+    def load(self, path: str, checkpointables: list[str] | None = None) -> dict:
+        if path and "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"checkpoint {path} (MODEL.WEIGHTS) does not exist. Pass an existing file with "
+                "--opts MODEL.WEIGHTS /path/to/model.pth, or MODEL.WEIGHTS '' to start from scratch."
+            )
+        self._path = path
+        return super().load(path, checkpointables)
+
+    def _load_file(self, filename: str) -> dict:
+        if filename.endswith(".pkl"):
+            data = load_pkl_checkpoint(filename)
+            if "model" in data:
+                # detectron2 model-zoo format ({"model": {name: ndarray}, "__author__": ...}).
+                data.setdefault("__author__", "unknown")
+                return data
+            if "blobs" in data:  # Caffe2 detection models
+                data = data["blobs"]
+            weights = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": weights, "__author__": "Caffe2", "matching_heuristics": True}
+        data = load_pth_checkpoint(filename)
+        return data if "model" in data else {"model": data}
+
+    def _load_model(self, checkpoint: dict):
+        incompatible = super()._load_model(checkpoint)
+        if self.strict and (incompatible.missing_keys or incompatible.incorrect_shapes):
+            problems = [f"missing: {k}" for k in incompatible.missing_keys[:5]] + [
+                f"shape of {k}: checkpoint {tuple(a)} vs model {tuple(b)}"
+                for k, a, b in incompatible.incorrect_shapes[:5]
+            ]
+            raise CheckpointLoadError(
+                f"{self._path}: the checkpoint does not match the model built from the config "
+                f"({len(incompatible.missing_keys)} missing keys, "
+                f"{len(incompatible.incorrect_shapes)} shape mismatches; e.g. {'; '.join(problems)}). "
+                "Use the config file the checkpoint was trained with (dataset = number of classes, "
+                "backbone, number of queries)."
+            )
+        return incompatible

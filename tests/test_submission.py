@@ -1,0 +1,139 @@
+"""Submission format: RLE encoding, streaming writer, zip and loader with validation."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from minvis.evaluation.submission import (
+    SubmissionWriter,
+    YTVISFormatError,
+    encode_mask,
+    encode_masks,
+    load_results,
+    validate_results,
+    zip_results,
+)
+
+
+def random_masks(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 24, 32)) > 0.6
+
+
+def entry(video_id: int, score: float = 0.5) -> dict[str, Any]:
+    masks = random_masks(3, seed=video_id)
+    masks[1] = False
+    return {
+        "video_id": video_id,
+        "category_id": 2,
+        "score": score,
+        "segmentations": encode_masks(masks),
+    }
+
+
+def test_rle_round_trip() -> None:
+    masks = random_masks(4)
+    for mask, rle in zip(masks, encode_masks(masks), strict=True):
+        assert rle is not None
+        assert rle["size"] == [24, 32]
+        assert isinstance(rle["counts"], str)
+        json.dumps(rle)
+        decoded = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+        np.testing.assert_array_equal(decoded.astype(bool), mask)
+        assert encode_mask(mask) == rle
+
+
+def test_empty_frame_is_null() -> None:
+    assert encode_mask(np.zeros((5, 6), dtype=bool)) is None
+    assert encode_masks(np.zeros((0, 5, 6), dtype=bool)) == []
+
+
+def test_writer_streams_a_valid_json_list(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    videos = [[entry(1, 0.9), entry(1, 0.1)], [], [entry(3)]]
+    with SubmissionWriter(path) as writer:
+        for instances in videos:
+            writer.write(instances)
+    assert writer.num_entries == 3
+    assert json.loads(path.read_text()) == [e for instances in videos for e in instances]
+
+
+def test_writer_with_no_entries_writes_an_empty_list(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    SubmissionWriter(path).close()
+    assert json.loads(path.read_text()) == []
+
+
+def test_writer_rejects_a_malformed_entry(tmp_path: Path) -> None:
+    bad = {**entry(1), "score": "high"}
+    with (
+        pytest.raises(YTVISFormatError, match=r"results entry 1 \(video_id 1\): score"),
+        SubmissionWriter(tmp_path / "results.json") as writer,
+    ):
+        writer.write([entry(1), bad])
+    with pytest.raises(json.JSONDecodeError):  # an interrupted file is not a submission
+        json.loads((tmp_path / "results.json").read_text())
+
+
+def test_zip_holds_exactly_results_json(tmp_path: Path) -> None:
+    entries = [entry(1), entry(2)]
+    json_path = tmp_path / "out" / "results.json"
+    json_path.parent.mkdir()
+    with SubmissionWriter(json_path) as writer:
+        writer.write(entries)
+    zip_path = zip_results(json_path)
+    assert zip_path == json_path.with_name("results.zip")
+    with zipfile.ZipFile(zip_path) as archive:
+        assert archive.namelist() == ["results.json"]
+        validate_results(json.loads(archive.read("results.json")))
+    assert load_results(zip_path) == entries
+    assert load_results(json_path) == entries
+
+
+def test_zip_without_results_json_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "results.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("sub/results.json", "[]")
+    with pytest.raises(YTVISFormatError, match="no results.json at the archive root"):
+        load_results(path)
+
+
+def test_invalid_json_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text("[{")
+    with pytest.raises(YTVISFormatError, match="invalid JSON"):
+        load_results(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"video_id": "1"}, r"results entry 1: video_id must be an integer"),
+        ({"category_id": None}, r"entry 1 \(video_id 1\): category_id must be an integer"),
+        ({"score": float("nan")}, r"entry 1 \(video_id 1\): score must be a finite number"),
+        ({"segmentations": []}, r"entry 1 \(video_id 1\): segmentations must be a non-empty"),
+        ({"segmentations": [{"size": [24, 32]}]}, r"entry 1 .* frame 0: .*'counts'"),
+        ({"segmentations": [None, {"counts": "a"}]}, r"entry 1 .* frame 1: .*'size'"),
+        ({"segmentations": [{"size": [24], "counts": "a"}]}, r"frame 0: RLE size must be"),
+        ({"segmentations": [{"size": [2, 2], "counts": [4]}]}, r"frame 0: .*compressed"),
+        ({"segmentations": [[1, 2, 3]]}, r"frame 0: expected an RLE dict or null"),
+    ],
+)
+def test_malformed_entries_name_the_entry(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([entry(1), {**entry(1), **change}]))
+    with pytest.raises(YTVISFormatError, match=message):
+        load_results(path)
+
+
+def test_missing_keys_are_listed() -> None:
+    with pytest.raises(YTVISFormatError, match="results entry 0: missing key.*score"):
+        validate_results([{"video_id": 1, "category_id": 1, "segmentations": [None]}])
