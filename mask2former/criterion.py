@@ -43,6 +43,11 @@ def matched_queries(indices: Indices) -> tuple[Tensor, Tensor]:
     return image_idx, query_idx
 
 
+def matched_targets(targets: Targets, indices: Indices, key: str) -> Tensor:
+    """``key`` entries of every matched target, in the order of ``matched_queries``."""
+    return torch.cat([t[key][tgt] for t, (_, tgt) in zip(targets, indices, strict=True)])
+
+
 def average_num_masks(targets: Targets, device: torch.device) -> float:
     """Target instances per worker, averaged over distributed workers, at least 1."""
     count = torch.tensor([float(sum(len(t["labels"]) for t in targets))], device=device)
@@ -97,9 +102,7 @@ class SetCriterion(nn.Module):
         classes = torch.full(
             logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
         )  # [B, Q]
-        classes[matched_queries(indices)] = torch.cat(
-            [t["labels"][tgt] for t, (_, tgt) in zip(targets, indices, strict=True)]
-        )
+        classes[matched_queries(indices)] = matched_targets(targets, indices, "labels")
         loss = F.cross_entropy(logits.transpose(1, 2), classes, self.empty_weight)
         return {"loss_ce": loss}
 
@@ -112,9 +115,7 @@ class SetCriterion(nn.Module):
         points are sampled in normalised coordinates.
         """
         pred = outputs["pred_masks"][matched_queries(indices)][:, None]  # [M, 1, h, w]
-        gt = torch.cat(
-            [t["masks"][tgt] for t, (_, tgt) in zip(targets, indices, strict=True)]
-        ).to(pred)[:, None]  # [M, 1, H, W]
+        gt = matched_targets(targets, indices, "masks").to(pred)[:, None]  # [M, 1, H, W]
         with torch.no_grad():
             coords = get_uncertain_point_coords_with_randomness(
                 pred,
@@ -130,9 +131,7 @@ class SetCriterion(nn.Module):
             "loss_dice": dice_loss(point_logits, point_labels, num_masks),
         }
 
-    def layer_losses(
-        self, outputs: Outputs, targets: Targets, num_masks: float
-    ) -> dict[str, Tensor]:
+    def layer_losses(self, outputs: Outputs, targets: Targets, num_masks: float) -> dict[str, Tensor]:
         """Match one decoder layer's predictions and compute the selected losses."""
         indices = self.matcher(outputs, targets)
         losses: dict[str, Tensor] = {}

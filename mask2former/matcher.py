@@ -63,9 +63,7 @@ class HungarianMatcher(nn.Module):
         self.cost_dice = cost_dice
         self.num_points = num_points
 
-    def cost_matrix(
-        self, pred_logits: Tensor, pred_masks: Tensor, labels: Tensor, masks: Tensor
-    ) -> Tensor:
+    def cost_matrix(self, pred_logits: Tensor, pred_masks: Tensor, labels: Tensor, masks: Tensor) -> Tensor:
         """Matching cost ``[Q, N]`` of one image, in float32 whatever the autocast state.
 
         ``pred_logits``: ``[Q, K + 1]``; ``pred_masks``: ``[Q, h, w]`` logits;

@@ -94,16 +94,15 @@ def test_output_shapes() -> None:
     assert torch.equal(multi_scale[0], encoder_features)
 
 
-def test_loads_official_tiny_checkpoint_and_implementations_agree() -> None:
-    fixture = torch.load(FIXTURES / "parity_ytvis19_r50tiny_s0.pth", weights_only=True)
+def test_loads_official_tiny_checkpoint_and_implementations_agree(parity_fixture: dict) -> None:
     weights = {
         key[len(PREFIX) :]: value
-        for key, value in fixture["state_dict"].items()
+        for key, value in parity_fixture["state_dict"].items()
         if key.startswith(PREFIX)
     }
     # The fixture's tiny backbone has 64 res2 channels.
     shapes = _resnet_shapes(64)
-    decoder = build_pixel_decoder(_config(fixture["config_overrides"]), shapes)
+    decoder = build_pixel_decoder(_config(parity_fixture["config_overrides"]), shapes)
     decoder.load_state_dict(weights, strict=True)
     decoder.eval()
     if not compiled_available("cpu"):

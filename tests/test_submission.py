@@ -125,9 +125,7 @@ def test_invalid_json_is_reported(tmp_path: Path) -> None:
         ({"segmentations": [[1, 2, 3]]}, r"frame 0: expected an RLE dict or null"),
     ],
 )
-def test_malformed_entries_name_the_entry(
-    tmp_path: Path, change: dict[str, Any], message: str
-) -> None:
+def test_malformed_entries_name_the_entry(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     path = tmp_path / "results.json"
     path.write_text(json.dumps([entry(1), {**entry(1), **change}]))
     with pytest.raises(YTVISFormatError, match=message):

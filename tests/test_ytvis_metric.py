@@ -26,9 +26,7 @@ def tracks(*frames: tuple[int, int, int, int] | None, size: tuple[int, int] = (H
     return masks
 
 
-def make_gt(
-    annotations: list[tuple[np.ndarray, int, int]], size: tuple[int, int] = (H, W)
-) -> dict[str, Any]:
+def make_gt(annotations: list[tuple[np.ndarray, int, int]], size: tuple[int, int] = (H, W)) -> dict[str, Any]:
     """One video holding (masks, category_id, iscrowd) annotations; categories 1 and 2."""
     length = annotations[0][0].shape[0]
     anns = [

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Score a YouTube-VIS / OVIS submission against ground truth, locally.
+
+    python tools/eval_results.py --gt GT.json --results results.json|results.zip \\
+        [--json-out metrics.json]
+
+Prints the twelve official numbers (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100,
+ARs, ARm, ARl; -1 = no ground truth in that bucket) and the per-category AP, and writes
+``{"AP": ..., ...}`` to ``--json-out``. Bad input is reported in one line on stderr
+with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from minvis.evaluation.submission import YTVISFormatError, load_results, parse_json
+from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
+
+BAD_INPUT = 2
+
+
+def format_report(metrics: YTVISMetrics, category_names: dict[int, str]) -> str:
+    rows = [("metric", "value"), *((k, f"{v:.4f}") for k, v in metrics.stats.items())]
+    rows += [("", ""), ("category", "AP")]
+    rows += [
+        (f"{cat} {category_names.get(cat, '')}".strip(), f"{ap:.4f}")
+        for cat, ap in metrics.per_category_ap.items()
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value:>7}".rstrip() for name, value in rows)
+
+
+def run(gt_path: Path, results_path: Path, json_out: Path | None) -> None:
+    gt: Any = parse_json(gt_path.read_text(encoding="utf-8"), gt_path)
+    metrics = evaluate_ytvis(gt, load_results(results_path))
+    names = {c["id"]: str(c.get("name", "")) for c in gt["categories"]}
+    print(format_report(metrics, names))
+    if json_out is not None:
+        json_out.write_text(json.dumps(metrics.stats, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gt", type=Path, required=True, help="YouTube-VIS-format GT json")
+    parser.add_argument("--results", type=Path, required=True, help="results.json or results.zip")
+    parser.add_argument("--json-out", type=Path, help="write the twelve numbers here")
+    args = parser.parse_args(argv)
+    try:
+        run(args.gt, args.results, args.json_out)
+    except (YTVISFormatError, OSError, UnicodeDecodeError) as error:
+        print(f"eval_results: error: {error}", file=sys.stderr)
+        return BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
