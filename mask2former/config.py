@@ -62,6 +62,8 @@ def add_maskformer2_config(cfg: CN) -> None:
     head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
     head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
     head.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
+    # Feed-forward width of the deformable encoder layers (official: fixed at 1024).
+    head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
 
     # Swin Transformer backbone.
     swin = cfg.MODEL.SWIN = CN()

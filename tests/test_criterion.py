@@ -24,7 +24,9 @@ class FixedMatcher:
     """Stands in for the Hungarian matcher: always returns the given assignment."""
 
     def __init__(self, *pairs: tuple[list[int], list[int]]) -> None:
-        self.indices = [(torch.tensor(p, dtype=torch.int64), torch.tensor(t, dtype=torch.int64)) for p, t in pairs]
+        self.indices = [
+            (torch.tensor(p, dtype=torch.int64), torch.tensor(t, dtype=torch.int64)) for p, t in pairs
+        ]
 
     def __call__(self, outputs: dict, targets: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return self.indices
@@ -82,7 +84,9 @@ def assignment(indices: tuple[torch.Tensor, torch.Tensor]) -> dict[int, int]:
     return dict(zip(pred_idx.tolist(), tgt_idx.tolist(), strict=True))
 
 
-def make_criterion(matcher: object | None = None, eos_coef: float = 0.1, num_points: int = 64) -> SetCriterion:
+def make_criterion(
+    matcher: object | None = None, eos_coef: float = 0.1, num_points: int = 64
+) -> SetCriterion:
     return SetCriterion(
         num_classes=NUM_CLASSES,
         matcher=matcher or HungarianMatcher(2.0, 5.0, 5.0, num_points=num_points),

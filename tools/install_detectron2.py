@@ -67,8 +67,14 @@ def install_from_sdist() -> None:
         tmp_dir = Path(tmp)
         # The sdist's setup.py imports torch, hence --no-build-isolation.
         pip(
-            "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-            "-d", str(tmp_dir), SDIST_REQUIREMENT,
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--no-build-isolation",
+            "-d",
+            str(tmp_dir),
+            SDIST_REQUIREMENT,
         )
         archives = list(tmp_dir.glob("pb1-detectron2-*.tar.gz")) + list(
             tmp_dir.glob("pb1_detectron2-*.tar.gz")

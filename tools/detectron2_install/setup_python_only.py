@@ -26,8 +26,7 @@ setup(
     name="detectron2",
     version="0.6",
     description="Detectron2 0.6 (Python-only build from the pb1-detectron2 source release)",
-    packages=find_packages(exclude=("configs", "tests*", "projects*", "tools*"))
-    + list(PROJECTS),
+    packages=find_packages(exclude=("configs", "tests*", "projects*", "tools*")) + list(PROJECTS),
     package_dir=PROJECTS,
     package_data={"detectron2.model_zoo": model_zoo_configs},
     python_requires=">=3.8",

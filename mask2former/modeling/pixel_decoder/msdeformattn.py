@@ -17,9 +17,6 @@ from ..position_encoding import PositionEmbeddingSine
 from .ms_deform_attn import MSDeformAttn
 from .registry import PIXEL_DECODER_REGISTRY
 
-# Feed-forward width of the encoder layers; the official code fixes it at 1024 and does not
-# use MODEL.MASK_FORMER.DIM_FEEDFORWARD (that one belongs to the transformer decoder).
-DEFAULT_ENCODER_DIM_FEEDFORWARD = 1024
 # Number of encoder output levels handed to the transformer decoder (official: always 3).
 NUM_MULTI_SCALE_FEATURES = 3
 
@@ -308,9 +305,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "transformer_dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
             # As in the official code, the encoder shares the decoder's head count.
             "transformer_nheads": cfg.MODEL.MASK_FORMER.NHEADS,
-            "transformer_dim_feedforward": head.get(
-                "DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD", DEFAULT_ENCODER_DIM_FEEDFORWARD
-            ),
+            # Not MODEL.MASK_FORMER.DIM_FEEDFORWARD, which belongs to the transformer decoder.
+            "transformer_dim_feedforward": head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD,
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
             "transformer_enc_n_points": head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
