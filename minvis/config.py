@@ -28,3 +28,6 @@ def add_minvis_config(cfg: CN) -> None:
     test.WINDOW_SIZE = 30
     # Video-level instances kept per video, over (track, class) pairs (official: 10).
     test.TOP_K = 10
+    # Eval output carries per-frame compressed RLE ("pred_segmentations") instead of dense
+    # masks, so memory stays bounded on long videos. The evaluator switches it on.
+    test.OUTPUT_RLE = False

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from mask2former.criterion import SetCriterion
 from mask2former.matcher import HungarianMatcher
 
+from .evaluation.submission import encode_masks
 from .inference import VideoResultAccumulator
 
 
@@ -41,6 +42,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         window_inference: bool,
         window_size: int,
         top_k: int,
+        output_rle: bool = False,
     ):
         """
         Args:
@@ -52,6 +54,9 @@ class VideoMaskFormer_frame(nn.Module):  # official name
                 at a time instead of on the whole video at once.
             window_size: frames per window.
             top_k: video-level instances returned per video.
+            output_rle: return ``pred_segmentations`` (per instance, a compressed RLE dict
+                or None per frame) instead of dense ``pred_masks``; memory then stays
+                bounded however long the video (used by the evaluator).
         """
         super().__init__()
         self.backbone = backbone
@@ -65,6 +70,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         self.window_inference = window_inference
         self.window_size = window_size
         self.top_k = top_k
+        self.output_rle = output_rle
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -80,6 +86,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             "window_inference": cfg.MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE,
             "window_size": cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE,
             "top_k": cfg.MODEL.MASK_FORMER.TEST.TOP_K,
+            "output_rle": cfg.MODEL.MASK_FORMER.TEST.OUTPUT_RLE,
         }
 
     @property
@@ -93,13 +100,17 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         ``gt_classes``, ``gt_ids``, ``gt_masks``); returns the weighted losses.
 
         Eval: one video ``[{"image": [frames], "height": h, "width": w}]``; returns
-        ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (official format).
+        ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (official format),
+        with ``pred_segmentations`` instead of ``pred_masks`` when ``output_rle``.
         """
         if self.training:
             return self.losses(batched_inputs)
         if len(batched_inputs) != 1:
             raise VideoInputError(f"inference takes one video per call, got {len(batched_inputs)}")
-        return self.track_video(batched_inputs[0]).finalize()
+        tracked = self.track_video(batched_inputs[0])
+        if self.output_rle:
+            return tracked.finalize_encoded(lambda frame_masks: encode_masks(frame_masks.numpy()))
+        return tracked.finalize()
 
     # ----------------------------------------------------------------- training
     def losses(self, batched_inputs: list[dict]) -> dict[str, Tensor]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from minvis.evaluation.submission import YTVISFormatError, encode_masks
 from minvis.evaluation.ytvis_metric import STAT_NAMES, evaluate_ytvis
@@ -162,3 +163,23 @@ def test_ground_truth_mask_size_must_match_its_video() -> None:
     gt["annotations"][0]["segmentations"][0]["size"] = [H + 1, W]
     with pytest.raises(YTVISFormatError, match=r"annotation 0 \(id 1, video_id 1\) frame 0"):
         evaluate_ytvis(gt, [])
+
+
+def test_polygon_ground_truth() -> None:
+    gt = make_gt([(tracks((0, 5, 0, 5)), 1, 0)])
+    polygon = [[2.0, 2.0, 12.0, 2.0, 12.0, 9.0, 2.0, 9.0]]
+    gt["annotations"][0]["segmentations"] = [polygon]
+    rle = mask_utils.frPyObjects(polygon, H, W)
+    masks = mask_utils.decode(rle).transpose(2, 0, 1).astype(bool)
+    gt["annotations"][0]["areas"] = [float(masks.sum())]
+    stats = evaluate_ytvis(gt, [pred(masks, 0.9)]).stats
+    assert stats["AP"] == pytest.approx(1.0)
+
+
+def test_ground_truth_bucket_comes_from_its_areas_field() -> None:
+    masks = tracks((0, 5, 0, 5))
+    gt = make_gt([(masks, 1, 0)])
+    gt["annotations"][0]["areas"] = [200.0**2]  # as the official evaluator, trust the file
+    stats = evaluate_ytvis(gt, [pred(masks, 0.9)]).stats
+    assert stats["APs"] == -1.0
+    assert stats["APm"] == pytest.approx(1.0)

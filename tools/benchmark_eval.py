@@ -32,7 +32,7 @@ from minvis.evaluation.submission import SubmissionWriter, encode_masks, load_re
 from minvis.evaluation.ytvis_metric import evaluate_ytvis
 
 SIZES = ((720, 1280), (720, 1280), (720, 1280), (360, 640))
-Blob = tuple[float, float, float, float]  # centre y, centre x, radius y, radius x
+Blob = np.ndarray  # [centre y, centre x, radius y, radius x]
 
 
 def ellipse_rle(height: int, width: int, blob: Blob) -> dict[str, Any] | None:
@@ -67,19 +67,15 @@ def random_track(rng: np.random.Generator, height: int, width: int, frames: int)
     velocity = np.array([*rng.normal(0, height / 100, 2), *rng.normal(0, radius / 100, 2)])
     first, last = sorted(rng.integers(0, frames, 2))
     first, last = (0, frames - 1) if rng.random() < 0.5 else (first, last)
-    return [
-        tuple(start + velocity * t) if first <= t <= last else None  # type: ignore[misc]
-        for t in range(frames)
-    ]
+    return [start + velocity * t if first <= t <= last else None for t in range(frames)]
 
 
 def noisy_copy(rng: np.random.Generator, track: list[Blob | None]) -> list[Blob | None]:
-    shift = rng.normal(0, 0.15, 2)
-    scale = rng.uniform(0.8, 1.25)
+    """The track shifted by a fraction of its radii, rescaled, with a few frames dropped."""
+    shift = np.array([*rng.normal(0, 0.15, 2), 0.0, 0.0])
+    scale = np.array([1.0, 1.0, *[rng.uniform(0.8, 1.25)] * 2])
     return [
-        None
-        if blob is None or rng.random() < 0.05
-        else (blob[0] + shift[0] * blob[2], blob[1] + shift[1] * blob[3], blob[2] * scale, blob[3] * scale)
+        None if blob is None or rng.random() < 0.05 else (blob + shift * blob[[2, 3, 2, 3]]) * scale
         for blob in track
     ]
 

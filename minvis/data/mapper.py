@@ -37,8 +37,7 @@ def segmentation_to_mask(
             rle = mask_util.frPyObjects(rle, *in_size)
         return transforms.apply_segmentation(mask_util.decode(rle)).astype(bool)
     polygons = [
-        transforms.apply_coords(np.asarray(p, dtype=np.float64).reshape(-1, 2)).ravel().tolist()
-        for p in segm
+        transforms.apply_coords(np.asarray(p, dtype=np.float64).reshape(-1, 2)).ravel().tolist() for p in segm
     ]
     rles = mask_util.frPyObjects(polygons, *out_size)
     return mask_util.decode(mask_util.merge(rles)).astype(bool)
@@ -148,9 +147,7 @@ class YTVISDatasetMapper:
             )
         else:
             frames = list(range(length))
-        images, transforms = augment_clip(
-            self.augmentations, [self._read_frame(video, f) for f in frames]
-        )
+        images, transforms = augment_clip(self.augmentations, [self._read_frame(video, f) for f in frames])
         out = {
             "image": [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images],
             "file_names": [video["file_names"][f] for f in frames],
@@ -161,9 +158,7 @@ class YTVISDatasetMapper:
             "video_id": video["video_id"],
         }
         if self.is_train:
-            annos = [
-                [a for a in video["annotations"][f] if not a.get("iscrowd", 0)] for f in frames
-            ]
+            annos = [[a for a in video["annotations"][f] if not a.get("iscrowd", 0)] for f in frames]
             tracks = dict(sorted({a["id"]: a["category_id"] for fa in annos for a in fa}.items()))
             in_size = (video["height"], video["width"])
             out["instances"] = [

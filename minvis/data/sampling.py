@@ -78,8 +78,7 @@ def sample_clip_frames(
     if ratio < 1.0:
         if num_frames != 1:
             raise ValueError(
-                "SAMPLING_FRAME_RATIO < 1 supports only SAMPLING_FRAME_NUM == 1, "
-                f"got {num_frames}."
+                f"SAMPLING_FRAME_RATIO < 1 supports only SAMPLING_FRAME_NUM == 1, got {num_frames}."
             )
         kept = subsampled_frame_indices(length, ratio)
         return [kept[rng.randrange(len(kept))]]

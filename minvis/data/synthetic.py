@@ -225,18 +225,29 @@ def write_split(root: Path, split: str, num_videos: int, spec: SyntheticSpec, se
             path = root / split / "JPEGImages" / file_name
             cv2.imwrite(str(path), frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
         video_id = index + 1
-        videos.append({
-            "id": video_id, "file_names": file_names, "length": spec.num_frames,
-            "height": spec.height, "width": spec.width,
-        })  # fmt: skip
+        videos.append(
+            {
+                "id": video_id,
+                "file_names": file_names,
+                "length": spec.num_frames,
+                "height": spec.height,
+                "width": spec.width,
+            }
+        )
         for category_id, masks in zip(video.category_ids, video.visible_masks, strict=True):
             if not masks.any():
                 continue
-            annotations.append({
-                "id": len(annotations) + 1, "video_id": video_id, "category_id": category_id,
-                "iscrowd": 0, "height": spec.height, "width": spec.width,
-                **_track_annotation(masks, spec),
-            })  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "video_id": video_id,
+                    "category_id": category_id,
+                    "iscrowd": 0,
+                    "height": spec.height,
+                    "width": spec.width,
+                    **_track_annotation(masks, spec),
+                }
+            )
     content = {
         "info": {"description": f"synthetic YouTube-VIS-format data, seed {seed}"},
         "licenses": [],

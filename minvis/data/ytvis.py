@@ -13,13 +13,16 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
+
+from minvis.evaluation.submission import YTVISFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +32,6 @@ __all__ = [
     "register_ytvis_instances",
     "ytvis_metadata",
 ]
-
-
-class YTVISFormatError(ValueError):
-    """A YouTube-VIS annotation file (or the frames it lists) is unusable."""
 
 
 def ytvis_metadata(categories: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -51,9 +50,7 @@ def ytvis_metadata(categories: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return meta
 
 
-def _category_map(
-    dataset_name: str | None, categories: list[dict[str, Any]], where: str
-) -> dict[int, int]:
+def _category_map(dataset_name: str | None, categories: list[dict[str, Any]], where: str) -> dict[int, int]:
     """Dataset category id -> contiguous id.
 
     A registered dataset whose metadata already has a map (the builtin ones) keeps it;
@@ -101,18 +98,14 @@ def _frame_segmentation(segm: Any, height: int, width: int, where: str) -> Any:
 
 
 def _bbox_of(segm: Any, height: int, width: int) -> list[float]:
-    rle = segm if isinstance(segm, dict) else mask_util.merge(
-        mask_util.frPyObjects(segm, height, width)
-    )
+    rle = segm if isinstance(segm, dict) else mask_util.merge(mask_util.frPyObjects(segm, height, width))
     return mask_util.toBbox(rle).tolist()
 
 
 def _per_frame_list(anno: dict[str, Any], key: str, length: int, where: str) -> list[Any]:
     values = anno.get(key) or [None] * length
     if len(values) != length:
-        raise YTVISFormatError(
-            f"{where}: {len(values)} {key} for a video of {length} frames."
-        )
+        raise YTVISFormatError(f"{where}: {len(values)} {key} for a video of {length} frames.")
     return values
 
 
@@ -259,10 +252,7 @@ def register_ytvis_instances(
         # then DATASETS.TRAIN ("my_vis_train",) and MODEL.SEM_SEG_HEAD.NUM_CLASSES
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
-    loader: Callable[[], list[dict[str, Any]]] = lambda: load_ytvis_json(  # noqa: E731
-        json_file, image_root, name
-    )
-    DatasetCatalog.register(name, loader)
+    DatasetCatalog.register(name, partial(load_ytvis_json, json_file, image_root, name))
     MetadataCatalog.get(name).set(
         json_file=json_file, image_root=image_root, evaluator_type="ytvis", **metadata
     )

@@ -80,8 +80,8 @@ class _Instance:
     rles: list[dict[str, Any] | None]
     frame_areas: np.ndarray  # [length] pixels per frame
     mean_area: float
-    score: float = 1.0
-    is_crowd: bool = False
+    score: float = 1.0  # predictions only
+    is_crowd: bool = False  # ground truth only
 
 
 @dataclass
@@ -133,6 +133,8 @@ def _gt_frame_rle(segm: object, video: _Video, where: str) -> dict[str, Any]:
     _check_size(segm, video, where)
     if isinstance(segm["counts"], list):  # uncompressed RLE
         return mask_utils.frPyObjects(segm, video.height, video.width)
+    if not isinstance(segm["counts"], str):
+        raise YTVISFormatError(f"{where}: RLE counts must be a list or a compressed string")
     return segm
 
 
@@ -164,8 +166,12 @@ def _parse_gt(
         ]
         frame_areas = _frame_areas(rles)
         listed = ann.get("areas")
-        if listed is not None and (not isinstance(listed, list) or len(listed) != video.length):
-            raise YTVISFormatError(f"{where}: areas must list one value per frame")
+        if listed is not None and not (
+            isinstance(listed, list)
+            and len(listed) == video.length
+            and all(a is None or isinstance(a, int | float) for a in listed)
+        ):
+            raise YTVISFormatError(f"{where}: areas must list one number or null per frame")
         by_group[ann["video_id"], ann["category_id"]].append(
             _Instance(
                 rles=rles,
@@ -304,6 +310,40 @@ def _precision_recall(groups: list[_GroupResult], max_det: int) -> tuple[np.ndar
     return precision, rc[:, -1]
 
 
+def _match_all(
+    gts: dict[tuple[int, int], list[_Instance]],
+    dts: dict[tuple[int, int], list[_Instance]],
+    category_ids: list[int],
+) -> dict[int, list[list[_GroupResult]]]:
+    """Per category and area bucket, the (video, category) groups in ascending video id."""
+    grouped: dict[int, list[list[_GroupResult]]] = {cat: [[] for _ in AREA_RANGES] for cat in category_ids}
+    for key in sorted(gts.keys() | dts.keys()):
+        g, d = gts.get(key, []), dts.get(key, [])
+        order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]
+        d = [d[i] for i in order]
+        ious = _spatio_temporal_iou(d, g)
+        for a, bucket in enumerate(AREA_RANGES.values()):
+            grouped[key[1]][a].append(_match(ious, d, g, bucket))
+    return grouped
+
+
+def _accumulate(
+    grouped: dict[int, list[list[_GroupResult]]], category_ids: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision [T, R, K, A, M] and recall [T, K, A, M]; -1 where there is no ground truth."""
+    num_t, num_r, num_k = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(category_ids)
+    num_a, num_m = len(AREA_RANGES), len(MAX_DETS)
+    precision = -np.ones((num_t, num_r, num_k, num_a, num_m))
+    recall = -np.ones((num_t, num_k, num_a, num_m))
+    for k, cat in enumerate(category_ids):
+        for a, groups in enumerate(grouped[cat]):
+            for m, max_det in enumerate(MAX_DETS):
+                pr = _precision_recall(groups, max_det)
+                if pr is not None:
+                    precision[:, :, k, a, m], recall[:, k, a, m] = pr
+    return precision, recall
+
+
 def _summary(values: np.ndarray) -> float:
     kept = values[values > -1]
     return float(np.mean(kept)) if kept.size else -1.0
@@ -326,27 +366,8 @@ def evaluate_ytvis(gt: dict[str, Any], results: list[dict[str, Any]]) -> YTVISMe
     gts = _parse_gt(gt, videos, set(category_ids))
     dts = _parse_results(results, videos, set(category_ids))
 
-    buckets = list(AREA_RANGES.values())
-    # per category and bucket, the groups' results in ascending video id order
-    grouped: dict[int, list[list[_GroupResult]]] = {cat: [[] for _ in buckets] for cat in category_ids}
-    for key in sorted(gts.keys() | dts.keys()):
-        g, d = gts.get(key, []), dts.get(key, [])
-        order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]
-        d = [d[i] for i in order]
-        ious = _spatio_temporal_iou(d, g)
-        for a, bucket in enumerate(buckets):
-            grouped[key[1]][a].append(_match(ious, d, g, bucket))
-
-    shape_tkam = (len(IOU_THRESHOLDS), len(category_ids), len(buckets), len(MAX_DETS))
-    precision = -np.ones(shape_tkam[:1] + (len(RECALL_THRESHOLDS),) + shape_tkam[1:])
-    recall = -np.ones(shape_tkam)
-    for k, cat in enumerate(category_ids):
-        for a in range(len(buckets)):
-            for m, max_det in enumerate(MAX_DETS):
-                pr = _precision_recall(grouped[cat][a], max_det)
-                if pr is not None:
-                    precision[:, :, k, a, m], recall[:, k, a, m] = pr
-
+    grouped = _match_all(gts, dts, category_ids)
+    precision, recall = _accumulate(grouped, category_ids)
     stats: dict[str, float] = {}
     for name, is_ap, iou_thr, area, max_det in STATS:
         a, m = list(AREA_RANGES).index(area), MAX_DETS.index(max_det)

@@ -1,0 +1,101 @@
+"""detectron2 ``DefaultTrainer`` wired to MinVIS data, evaluation, optimizer and checkpoints.
+
+Differences from detectron2's trainer, all needed to run anywhere:
+* processes on CPU are wrapped in DDP without ``device_ids`` (detectron2 0.6 always passes
+  the local rank as a CUDA device id);
+* AMP is used on CUDA only (detectron2's AMP trainer requires CUDA);
+* checkpoints load through :class:`~minvis.checkpoint.MinVISCheckpointer` (safe loaders,
+  missing files are errors).
+"""
+
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from contextlib import contextmanager
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..checkpoint import MinVISCheckpointer
+from ..data.build import build_ytvis_test_loader, build_ytvis_train_loader
+from ..evaluation.evaluator import YTVISEvaluator
+from .optimizer import build_optimizer
+
+logger = logging.getLogger(__name__)
+
+
+def wrap_distributed(model: nn.Module) -> nn.Module:
+    """DDP over all processes (no-op for one); CUDA models get their local device id."""
+    if comm.get_world_size() == 1:
+        return model
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    device_ids = [comm.get_local_rank()] if on_cuda else None
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+@contextmanager
+def rle_outputs(model: nn.Module):
+    """Let the video model return per-frame RLE instead of dense masks while evaluating."""
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    previous = getattr(inner, "output_rle", None)
+    if previous is not None:
+        inner.output_rle = True
+    try:
+        yield
+    finally:
+        if previous is not None:
+            inner.output_rle = previous
+
+
+class Trainer(DefaultTrainer):
+    def __init__(self, cfg: CfgNode):
+        # Same construction as DefaultTrainer.__init__, with the changes in the module docstring.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = wrap_distributed(model)
+        use_amp = cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE.startswith("cuda")
+        self._trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = MinVISCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        return build_ytvis_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        return build_ytvis_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
+        if output_folder is None:
+            # OUTPUT_DIR/inference/results.zip as the official release; one folder per
+            # dataset when several are evaluated.
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
+            if len(cfg.DATASETS.TEST) > 1:
+                output_folder = os.path.join(output_folder, dataset_name)
+        return YTVISEvaluator(dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None) -> OrderedDict:
+        with rle_outputs(model):
+            return super().test(cfg, model, evaluators)
