@@ -82,7 +82,9 @@ def test_clip_shuffle_and_one_frame_video():
 
 
 def _write_json(path, lengths):
-    videos = [{"id": i + 1, "length": n, "file_names": [], "height": 4, "width": 4} for i, n in enumerate(lengths)]
+    videos = [
+        {"id": i + 1, "length": n, "file_names": [], "height": 4, "width": 4} for i, n in enumerate(lengths)
+    ]
     rle = {"size": [4, 4], "counts": [5, 2, 9]}
     annotations = [
         {"id": 1, "video_id": 1, "category_id": 1, "segmentations": [rle] * lengths[0], "bboxes": None},

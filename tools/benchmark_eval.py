@@ -146,6 +146,15 @@ def encode_time_per_frame(gt: dict[str, Any], height: int, instances: int = 10) 
     return seconds / repeats
 
 
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=300)
@@ -156,7 +165,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, numpy {np.__version__}, "
         f"pycocotools {importlib.metadata.version('pycocotools')}\n"
     )

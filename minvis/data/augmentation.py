@@ -4,8 +4,9 @@ The official video augmentation draws a "by clip" augmentation's random paramete
 per ``SAMPLING_FRAME_NUM`` calls, through a counter kept in the augmentation object.
 Here an augmentation wrapped in :class:`PerClip` is drawn on the first frame of a clip
 and its transform reused for the others (:func:`augment_clip`); the frames of a video
-share one size, so the transform fits them all. MinVIS trains on one-frame clips, for
-which both schemes are the same.
+share one size, so the transform fits them all. The optional crop is drawn per clip too
+(officially per frame), so a clip's frames stay aligned. MinVIS trains on one-frame
+clips, for which all of this is the same as the official augmentation.
 """
 
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from detectron2.data import transforms as T
 
 __all__ = ["PerClip", "augment_clip", "build_augmentation"]
 
-_EXTRA = {
+_OPTIONAL = {
     "brightness": lambda: T.RandomBrightness(0.9, 1.1),
     "contrast": lambda: T.RandomContrast(0.9, 1.1),
     "saturation": lambda: T.RandomSaturation(0.9, 1.1),
@@ -109,8 +110,8 @@ def build_augmentation(cfg: CfgNode, is_train: bool) -> list[T.Augmentation]:
     augs.append(_resize(cfg))
     if cfg.INPUT.RANDOM_FLIP != "none":
         augs.append(_flip(cfg.INPUT.RANDOM_FLIP))
-    unknown = set(cfg.INPUT.AUGMENTATIONS) - set(_EXTRA)
+    unknown = set(cfg.INPUT.AUGMENTATIONS) - set(_OPTIONAL)
     if unknown:
-        raise ValueError(f"Unknown INPUT.AUGMENTATIONS {sorted(unknown)}; known: {sorted(_EXTRA)}.")
-    augs.extend(make() for name, make in _EXTRA.items() if name in cfg.INPUT.AUGMENTATIONS)
+        raise ValueError(f"Unknown INPUT.AUGMENTATIONS {sorted(unknown)}; known: {sorted(_OPTIONAL)}.")
+    augs.extend(make() for name, make in _OPTIONAL.items() if name in cfg.INPUT.AUGMENTATIONS)
     return augs

@@ -7,6 +7,9 @@ Files are expected under ``$DETECTRON2_DATASETS`` (default ``./datasets``)::
     ovis/{train,valid,test}/                    ovis/annotations/annotations_{train,valid,test}.json
 
 and the synthetic set of ``tools/make_synthetic_ytvis.py`` under ``synthetic_ytvis/``.
+Local train/val splits of each train set written by ``tools/split_dataset.py`` to
+``ytvis_2019/splits/``, ``ytvis_2021/splits/`` or ``ovis/splits/`` are registered as
+``{ytvis_2019,ytvis_2021,ovis}_local{train,val}`` (see :mod:`minvis.data.split`).
 Registration reads no file; a dataset's JSON is read when it is first used.
 """
 
@@ -14,6 +17,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .split import register_split
 from .synthetic import SYNTHETIC_CATEGORIES
 from .ytvis import register_ytvis_instances, ytvis_metadata
 
@@ -109,12 +113,20 @@ def datasets_root() -> str:
 
 
 def register_all_builtin(root: str) -> None:
-    """Register YouTube-VIS 2019/2021 and OVIS (train/val/test) under ``root``."""
+    """Register YouTube-VIS 2019/2021 and OVIS (train/val/test and the local splits) under ``root``."""
     for name, (image_root, json_file, categories) in BUILTIN_SPLITS.items():
         register_ytvis_instances(
             name,
             ytvis_metadata(categories),
             os.path.join(root, json_file),
+            os.path.join(root, image_root),
+        )
+    for dataset in ("ytvis_2019", "ytvis_2021", "ovis"):
+        image_root, _, categories = BUILTIN_SPLITS[f"{dataset}_train"]
+        register_split(
+            dataset,
+            ytvis_metadata(categories),
+            os.path.join(root, dataset, "splits"),
             os.path.join(root, image_root),
         )
 

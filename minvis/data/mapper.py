@@ -14,6 +14,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
 from .augmentation import augment_clip, build_augmentation
+from .preprocess import image_to_tensor
 from .sampling import sample_clip_frames
 from .ytvis import YTVISFormatError
 
@@ -149,7 +150,7 @@ class YTVISDatasetMapper:
             frames = list(range(length))
         images, transforms = augment_clip(self.augmentations, [self._read_frame(video, f) for f in frames])
         out = {
-            "image": [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images],
+            "image": [image_to_tensor(im) for im in images],
             "file_names": [video["file_names"][f] for f in frames],
             "frame_indices": frames,
             "height": video["height"],

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
+from .video_io import VideoWriter
+
 __all__ = [
     "SYNTHETIC_CATEGORIES",
     "SyntheticSpec",
@@ -261,14 +263,7 @@ def write_split(root: Path, split: str, num_videos: int, spec: SyntheticSpec, se
 
 
 def write_video_file(path: Path, frames: list[np.ndarray], fps: float = 6.0) -> None:
-    """Write RGB frames as an ``.mp4`` (mp4v) or ``.avi`` (MJPG) file."""
-    codec = "mp4v" if path.suffix.lower() == ".mp4" else "MJPG"
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {path} with codec {codec}.")
-    try:
+    """Write RGB frames as a video file; the extension picks the codec (see :class:`VideoWriter`)."""
+    with VideoWriter(path, fps, frames[0].shape[:2]) as writer:
         for frame in frames:
-            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-    finally:
-        writer.release()
+            writer.write(frame)

@@ -89,6 +89,10 @@ def _frame_segmentation(segm: Any, height: int, width: int, where: str) -> Any:
                 f"{where}: RLE size {segm['size']} differs from the video's [{height}, {width}]."
             )
         if isinstance(segm["counts"], list):
+            if sum(segm["counts"]) != height * width:
+                raise YTVISFormatError(
+                    f"{where}: RLE counts sum to {sum(segm['counts'])}, not {height} x {width}."
+                )
             return mask_util.frPyObjects(segm, height, width)
         return segm
     if isinstance(segm, list) and all(isinstance(p, list) for p in segm):

@@ -1,0 +1,41 @@
+"""Test-time preprocessing of a decoded frame: the dataset mapper's inference path.
+
+A decoded RGB ``uint8 [H, W, 3]`` frame is put in ``INPUT.FORMAT`` channel order,
+resized by the test augmentation (``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``)
+and turned into the model's ``uint8 [3, h, w]`` input tensor, exactly as
+:class:`~minvis.data.mapper.YTVISDatasetMapper` does for frames read from files.
+"""
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from torch import Tensor
+
+from .augmentation import augment_clip, build_augmentation
+
+__all__ = ["FramePreprocessor", "image_to_tensor"]
+
+_CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+def image_to_tensor(image: np.ndarray) -> Tensor:
+    """``[H, W, C]`` array -> ``[C, H, W]`` tensor of the same dtype."""
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class FramePreprocessor:
+    """RGB ``uint8 [H, W, 3]`` frame -> model input ``uint8 [3, h, w]`` (test resize)."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        if cfg.INPUT.FORMAT not in _CHANNEL_ORDERS:
+            raise ValueError(
+                f"INPUT.FORMAT {cfg.INPUT.FORMAT!r} is not supported for decoded video frames; "
+                f"use one of {_CHANNEL_ORDERS}"
+            )
+        self.bgr = cfg.INPUT.FORMAT == "BGR"
+        self.augmentations = build_augmentation(cfg, is_train=False)
+
+    def __call__(self, frame: np.ndarray) -> Tensor:
+        image = frame[:, :, ::-1] if self.bgr else frame
+        (resized,), _ = augment_clip(self.augmentations, [image])
+        return image_to_tensor(resized)  # [3, h, w]

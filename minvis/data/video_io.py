@@ -1,0 +1,261 @@
+"""Stream video frames from files, frame folders or glob patterns, and write videos.
+
+Readers never hold a whole video: they decode one frame at a time and yield RGB
+``uint8 [H, W, 3]`` numpy arrays. Every failure (missing path, undecodable file, empty
+folder, frames of different sizes) is a :class:`VideoReadError` naming the path.
+
+* :func:`open_frame_source` picks the reader for a path: a video file
+  (``.mp4 .avi .mov .mkv``, decoded by OpenCV's FFmpeg backend), a folder of images
+  (sorted naturally, ``2.jpg`` before ``10.jpg``) or a glob pattern (``frames/*.png``).
+* :class:`VideoWriter` writes RGB frames to ``.mp4`` (mp4v), ``.avi`` (MJPG), ``.mov``
+  (mp4v) or ``.mkv`` (MJPG).
+"""
+
+import glob
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "FrameSource",
+    "ImageSequenceSource",
+    "VideoFileSource",
+    "VideoInfo",
+    "VideoReadError",
+    "VideoWriteError",
+    "VideoWriter",
+    "natural_sort_key",
+    "open_frame_source",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class VideoReadError(OSError):
+    """A video input that cannot be read (the message names the path)."""
+
+
+class VideoWriteError(OSError):
+    """A video output that cannot be written (the message names the path)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What is known about a frame source before decoding it.
+
+    Attributes:
+        path: the file, folder or pattern the frames come from.
+        height, width: frame size in pixels.
+        fps: frames per second (None when unknown, e.g. for image folders).
+        num_frames: number of frames (None when the container does not say).
+    """
+
+    path: str
+    height: int
+    width: int
+    fps: float | None
+    num_frames: int | None
+
+
+class FrameSource(Protocol):
+    """An iterable of RGB ``uint8 [H, W, 3]`` frames; each iteration decodes afresh."""
+
+    info: VideoInfo
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+
+def natural_sort_key(path: str) -> list[int | str]:
+    """Sort key comparing runs of digits as numbers: ``f2.jpg`` < ``f10.jpg``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path)]
+
+
+def _open_capture(path: str) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoReadError(
+            f"cannot open video {path}: OpenCV (FFmpeg) does not recognise it as a video "
+            "(a corrupt file or an unsupported codec?)"
+        )
+    return capture
+
+
+class VideoFileSource:
+    """Frames of a video file, decoded one at a time with ``cv2.VideoCapture``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise VideoReadError(f"video file {self.path} does not exist")
+        capture = _open_capture(self.path)
+        try:
+            ok, first = capture.read()
+            if not ok or first is None:
+                raise VideoReadError(f"video {self.path} has no decodable frame")
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            capture.release()
+        self.info = VideoInfo(
+            path=self.path,
+            height=first.shape[0],
+            width=first.shape[1],
+            fps=fps if fps > 0 else None,
+            num_frames=count if count > 0 else None,
+        )
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        capture = _open_capture(self.path)
+        try:
+            while True:
+                ok, frame = capture.read()  # BGR [H, W, 3]
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+
+def _read_image(path: str) -> np.ndarray:
+    frame = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR [H, W, 3]
+    if frame is None:
+        raise VideoReadError(f"cannot read image {path} (missing, corrupt or not an image)")
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+class ImageSequenceSource:
+    """Frames stored as image files, read one at a time in the given order."""
+
+    def __init__(self, files: list[str], origin: str) -> None:
+        """
+        Args:
+            files: image paths in frame order (non-empty).
+            origin: the folder or pattern they came from, for messages.
+        """
+        if not files:
+            raise VideoReadError(f"{origin}: no frames")
+        self.files = files
+        first = _read_image(files[0])
+        self.info = VideoInfo(
+            path=origin, height=first.shape[0], width=first.shape[1], fps=None, num_frames=len(files)
+        )
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> "ImageSequenceSource":
+        folder = str(folder)
+        names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)]
+        if not names:
+            raise VideoReadError(
+                f"folder {folder} has no image files (looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        return cls([os.path.join(folder, n) for n in sorted(names, key=natural_sort_key)], folder)
+
+    @classmethod
+    def from_glob(cls, pattern: str) -> "ImageSequenceSource":
+        files = [f for f in glob.glob(pattern) if os.path.isfile(f)]
+        if not files:
+            raise VideoReadError(f"the pattern {pattern} matches no file")
+        return cls(sorted(files, key=natural_sort_key), pattern)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        size = (self.info.height, self.info.width)
+        for path in self.files:
+            frame = _read_image(path)
+            if frame.shape[:2] != size:
+                raise VideoReadError(
+                    f"image {path} is {frame.shape[1]}x{frame.shape[0]} (WxH) but the first frame "
+                    f"of {self.info.path} is {size[1]}x{size[0]}: all frames of a video need one size"
+                )
+            yield frame
+
+
+def open_frame_source(path: str | Path) -> VideoFileSource | ImageSequenceSource:
+    """The reader for ``path``: a video file, a folder of images or a glob pattern."""
+    path = str(path)
+    if os.path.isdir(path):
+        return ImageSequenceSource.from_folder(path)
+    if any(c in path for c in "*?[") and not os.path.exists(path):
+        return ImageSequenceSource.from_glob(path)
+    if not os.path.exists(path):
+        raise VideoReadError(f"input {path} does not exist")
+    if path.lower().endswith(VIDEO_EXTENSIONS):
+        return VideoFileSource(path)
+    raise VideoReadError(
+        f"input {path} is neither a video file ({', '.join(VIDEO_EXTENSIONS)}), a folder of frames "
+        "nor a glob pattern"
+    )
+
+
+class VideoWriter:
+    """Write RGB ``uint8 [H, W, 3]`` frames of one size to a video file.
+
+    The codec follows the extension: mp4v for ``.mp4``/``.mov``, MJPG for ``.avi``/``.mkv``.
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
+        """
+        Args:
+            path: output file; its extension picks the codec.
+            fps: frame rate (> 0).
+            size: ``(height, width)`` of every frame.
+        """
+        self.path = str(path)
+        suffix = Path(self.path).suffix.lower()
+        if suffix not in _FOURCC:
+            raise VideoWriteError(
+                f"cannot write {self.path}: unknown video extension {suffix!r} "
+                f"(use one of {', '.join(_FOURCC)})"
+            )
+        if fps <= 0:
+            raise VideoWriteError(f"cannot write {self.path}: fps must be positive, got {fps}")
+        self.size = size
+        self.num_frames = 0
+        fourcc = cv2.VideoWriter_fourcc(*_FOURCC[suffix])
+        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(self.path, fourcc, fps, (size[1], size[0]))
+        if not self._writer.isOpened():
+            self._writer = None
+            raise VideoWriteError(
+                f"OpenCV cannot open {self.path} for writing with codec {_FOURCC[suffix]} "
+                "(does the folder exist and is it writable?)"
+            )
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one RGB ``uint8 [H, W, 3]`` frame of the writer's size."""
+        if self._writer is None:
+            raise VideoWriteError(f"{self.path} is already closed")
+        if frame.shape != (*self.size, 3) or frame.dtype != np.uint8:
+            raise VideoWriteError(
+                f"{self.path}: expected uint8 frames of shape {(*self.size, 3)}, "
+                f"got {frame.dtype} {frame.shape}"
+            )
+        self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+        self.num_frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,239 @@
+"""YTVISEvaluator driven with hand-made model outputs (no model), in one and two processes."""
+
+import itertools
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+import torch
+from conftest import CONFIGS
+from PIL import Image
+from torch import nn
+
+from minvis.data import register_ytvis_instances, ytvis_metadata
+from minvis.engine import Trainer, launch
+from minvis.evaluation.evaluator import YTVISEvaluator
+from minvis.evaluation.submission import encode_mask, encode_masks, load_results
+from minvis.evaluation.ytvis_metric import evaluate_ytvis
+from minvis.setup_config import build_config
+
+H, W = 8, 10
+CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]  # contiguous labels 0, 1
+_names = itertools.count()
+
+
+def box(top: int, left: int) -> np.ndarray:
+    mask = np.zeros((H, W), dtype=bool)
+    mask[top : top + 3, left : left + 4] = True
+    return mask
+
+
+EMPTY = np.zeros((H, W), dtype=bool)
+# video id -> ground-truth tracks as (category id, [mask per frame]); EMPTY = absent.
+TRACKS = {
+    11: [(3, [box(0, 0), box(1, 1), EMPTY]), (7, [box(4, 5), box(4, 6), box(5, 6)])],
+    22: [(7, [box(2, 3), box(3, 3)])],
+}
+# The same tracks as model output: (score, contiguous label, [T, H, W] bool masks).
+PERFECT = {
+    video_id: [(0.9 - 0.1 * i, [c["id"] for c in CATEGORIES].index(cat), np.stack(masks))
+               for i, (cat, masks) in enumerate(tracks)]
+    for video_id, tracks in TRACKS.items()
+}  # fmt: skip
+
+
+def gt_json(annotated: bool = True) -> dict:
+    videos = [
+        {"id": vid, "file_names": [f"{vid}/{t}.jpg" for t in range(len(tracks[0][1]))],
+         "length": len(tracks[0][1]), "height": H, "width": W}
+        for vid, tracks in TRACKS.items()
+    ]  # fmt: skip
+    data = {"videos": videos, "categories": CATEGORIES}
+    if annotated:
+        data["annotations"] = [
+            {"id": i, "video_id": vid, "category_id": cat, "iscrowd": 0,
+             "segmentations": [encode_mask(m) for m in masks],
+             "areas": [int(m.sum()) or None for m in masks],
+             "bboxes": [mask_util.toBbox(mask_util.encode(np.asfortranarray(m))).tolist()
+                        if m.any() else None for m in masks]}
+            for i, (vid, (cat, masks)) in enumerate(
+                ((vid, track) for vid, tracks in TRACKS.items() for track in tracks), start=1
+            )
+        ]  # fmt: skip
+    return data
+
+
+def register(tmp_path: Path, annotated: bool = True) -> str:
+    """Write the ground truth to ``tmp_path/gt.json`` and register it under a new name."""
+    name = f"evaluator_test_{next(_names)}"
+    (tmp_path / "gt.json").write_text(json.dumps(gt_json(annotated)))
+    register_ytvis_instances(name, ytvis_metadata(CATEGORIES), tmp_path / "gt.json", tmp_path / "frames")
+    return name
+
+
+def dense_output(instances: list[tuple[float, int, np.ndarray]]) -> dict:
+    """The model's default eval output: ``pred_masks`` as bool ``[T, H, W]`` tensors."""
+    return {
+        "image_size": (H, W),
+        "pred_scores": [score for score, _, _ in instances],
+        "pred_labels": [label for _, label, _ in instances],
+        "pred_masks": [torch.from_numpy(masks) for _, _, masks in instances],
+    }
+
+
+def rle_output(instances: list[tuple[float, int, np.ndarray]]) -> dict:
+    """The ``output_rle`` form: frames encoded one at a time, then regrouped per instance."""
+    output = dense_output(instances)
+    masks = np.stack([m for _, _, m in instances])  # [k, T, H, W]
+    per_frame = [encode_masks(masks[:, t]) for t in range(masks.shape[1])]
+    output["pred_segmentations"] = [list(segms) for segms in zip(*per_frame)]
+    del output["pred_masks"]
+    return output
+
+
+def perfect_outputs(make=dense_output) -> dict[int, dict]:
+    return {video_id: make(instances) for video_id, instances in PERFECT.items()}
+
+
+def run(evaluator: YTVISEvaluator, outputs: dict[int, dict]) -> dict:
+    evaluator.reset()
+    for video_id, output in outputs.items():
+        evaluator.process([{"video_id": video_id}], output)
+    return evaluator.evaluate()
+
+
+def percent(stats: dict[str, float]) -> dict[str, float]:
+    return {k: 100 * v if v >= 0 else v for k, v in stats.items()}
+
+
+def test_dense_masks_become_server_entries_in_a_zip(tmp_path: Path) -> None:
+    name = register(tmp_path)
+    run(YTVISEvaluator(name, str(tmp_path / "out")), perfect_outputs())
+
+    entries = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(e["video_id"], e["category_id"]) for e in entries] == [(11, 3), (11, 7), (22, 7)]
+    assert [e["score"] for e in entries] == pytest.approx([0.9, 0.8, 0.9])
+    expected_masks = [m for tracks in TRACKS.values() for _, m in tracks]
+    for entry, masks in zip(entries, expected_masks, strict=True):
+        assert len(entry["segmentations"]) == len(masks)
+        for segm, mask in zip(entry["segmentations"], masks, strict=True):
+            if mask.any():
+                assert np.array_equal(mask_util.decode({**segm, "counts": segm["counts"].encode()}), mask)
+            else:
+                assert segm is None
+    with zipfile.ZipFile(tmp_path / "out" / "results.zip") as archive:
+        assert archive.namelist() == ["results.json"]
+    assert load_results(tmp_path / "out" / "results.zip") == entries
+
+
+def test_perfect_predictions_score_100(tmp_path: Path) -> None:
+    result = run(YTVISEvaluator(register(tmp_path)), perfect_outputs())
+    assert result["segm"]["AP"] == pytest.approx(100.0)
+    assert result["segm"]["AR1"] == pytest.approx(100.0)
+    assert list(tmp_path.iterdir()) == [tmp_path / "gt.json"]  # no output_dir: nothing written
+
+
+def test_metric_is_evaluate_ytvis_on_the_written_entries(tmp_path: Path) -> None:
+    (_, _, cat_masks), (_, _, dog_masks) = PERFECT[11]
+    shifted = np.roll(cat_masks, 1, axis=2)
+    outputs = {
+        11: dense_output([(0.9, 0, shifted), (0.85, 0, dog_masks), (0.6, 1, dog_masks)]),
+        22: dense_output([(0.3, 1, PERFECT[22][0][2]), (0.7, 0, PERFECT[22][0][2])]),
+    }
+    out = tmp_path / "out"
+    result = run(YTVISEvaluator(register(tmp_path), str(out)), outputs)
+
+    expected = evaluate_ytvis(gt_json(), load_results(out / "results.zip"))
+    assert result["segm"] == pytest.approx(percent(expected.stats))
+    assert 0 < result["segm"]["AP"] < 100
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["AP"] == pytest.approx(expected.stats["AP"])
+    assert written["per_category_AP"] == {str(k): v for k, v in expected.per_category_ap.items()}
+
+
+def test_rle_output_writes_the_same_submission_as_dense_masks(tmp_path: Path) -> None:
+    name = register(tmp_path)
+    dense = run(YTVISEvaluator(name, str(tmp_path / "dense")), perfect_outputs())
+    evaluator = YTVISEvaluator(name, str(tmp_path / "rle"))
+    evaluator.process([{"video_id": 99}], rle_output(PERFECT[22]))  # dropped by reset()
+    # The model returns one dict per video; a list of outputs is accepted too.
+    rle = run(evaluator, {v: [rle_output(i)] for v, i in PERFECT.items()})
+    assert rle == dense
+    for file_name in ("results.json", "metrics.json"):
+        assert (tmp_path / "rle" / file_name).read_text() == (tmp_path / "dense" / file_name).read_text()
+
+
+def test_test_split_writes_the_submission_and_no_metric(tmp_path: Path) -> None:
+    name = register(tmp_path, annotated=False)
+    result = run(YTVISEvaluator(name, str(tmp_path / "out")), perfect_outputs(rle_output))
+    assert result == {}
+    assert len(load_results(tmp_path / "out" / "results.zip")) == 3
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_video_without_instances_adds_no_entry(tmp_path: Path) -> None:
+    outputs = {11: dense_output(PERFECT[11]), 22: dense_output([])}
+    result = run(YTVISEvaluator(register(tmp_path), str(tmp_path / "out")), outputs)
+    assert {e["video_id"] for e in load_results(tmp_path / "out" / "results.zip")} == {11}
+    assert 0 < result["segm"]["AP"] < 100
+
+
+# ---------------------------------------------------------------------------- two processes
+
+
+def gather_worker(gt_file: str, out_dir: str) -> None:
+    """One rank of a 2-process run: each rank evaluates one video (runs in a fresh process)."""
+    from detectron2.utils import comm
+
+    name = "evaluator_test_gather"
+    register_ytvis_instances(name, ytvis_metadata(CATEGORIES), gt_file, out_dir)
+    video_id = sorted(PERFECT)[comm.get_rank()]
+    result = run(YTVISEvaluator(name, out_dir), {video_id: rle_output(PERFECT[video_id])})
+    Path(out_dir, f"rank{comm.get_rank()}.json").write_text(json.dumps(result))
+
+
+def test_entries_are_gathered_to_the_main_process(tmp_path: Path) -> None:
+    register(tmp_path)
+    launch(gather_worker, 2, use_cuda=False, args=(str(tmp_path / "gt.json"), str(tmp_path)))
+    entries = load_results(tmp_path / "results.zip")
+    assert sorted(e["video_id"] for e in entries) == [11, 11, 22]
+    assert json.loads((tmp_path / "rank0.json").read_text())["segm"]["AP"] == pytest.approx(100.0)
+    assert json.loads((tmp_path / "rank1.json").read_text()) == {}
+
+
+# ---------------------------------------------------------------------------- Trainer.test
+
+
+class ReplayModel(nn.Module):
+    """Stands in for VideoMaskFormer_frame: returns PERFECT in the form ``output_rle`` asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.output_rle = False
+        self.seen_output_rle: list[bool] = []
+
+    def forward(self, batched_inputs: list[dict]) -> dict:
+        (video,) = batched_inputs
+        self.seen_output_rle.append(self.output_rle)
+        make = rle_output if self.output_rle else dense_output
+        return make(PERFECT[video["video_id"]])
+
+
+def test_trainer_test_evaluates_with_rle_outputs_and_writes_the_zip(tmp_path: Path) -> None:
+    name = register(tmp_path)
+    for video in gt_json()["videos"]:
+        for file_name in video["file_names"]:
+            (tmp_path / "frames" / file_name).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (W, H)).save(tmp_path / "frames" / file_name)
+    cfg = build_config(
+        str(CONFIGS / "tiny" / "minvis_tiny_synthetic.yaml"),
+        ["DATASETS.TEST", f"('{name}',)", "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", tmp_path / "run"],
+    )
+    model = ReplayModel()
+    result = Trainer.test(cfg, model)
+    assert result["segm"]["AP"] == pytest.approx(100.0)
+    assert model.seen_output_rle == [True, True] and model.output_rle is False
+    assert len(load_results(tmp_path / "run" / "inference" / "results.zip")) == 3

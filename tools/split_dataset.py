@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Split a YouTube-VIS/OVIS train annotation file by video into local train/val files.
+
+    python tools/split_dataset.py --json datasets/ytvis_2019/train.json \\
+        --out-dir datasets/ytvis_2019/splits [--val-fraction 0.1] [--seed 0] [--overwrite]
+
+Writes ``OUT_DIR/train.json`` and ``OUT_DIR/val.json``; the split depends only on the
+video ids, ``--val-fraction`` (default 0.1: the paper's 90/10) and ``--seed``. Ids are
+kept, so both files use the original train frames. Written to
+``$DETECTRON2_DATASETS/{ytvis_2019,ytvis_2021,ovis}/splits``, the files are registered
+as ``{ytvis_2019,ytvis_2021,ovis}_local{train,val}``; see :mod:`minvis.data.split` for
+other datasets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from minvis.data.split import SPLIT_FILES, split_videos
+from minvis.evaluation.submission import YTVISFormatError, parse_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, required=True, help="YouTube-VIS-format train annotations")
+    parser.add_argument("--out-dir", type=Path, required=True, help="where train.json and val.json go")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of videos for val, (0, 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace existing split files")
+    args = parser.parse_args(argv)
+    if not 0 < args.val_fraction < 1:
+        parser.error(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    outputs = {name: args.out_dir / name for name in SPLIT_FILES.values()}
+    existing = [str(path) for path in outputs.values() if path.exists()]
+    if existing and not args.overwrite:
+        parser.error(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+
+    try:
+        data = parse_json(args.json.read_text(encoding="utf-8"), args.json)
+    except (OSError, UnicodeDecodeError) as e:
+        parser.error(f"cannot read {args.json}: {e}")
+    except YTVISFormatError as e:
+        parser.error(str(e))
+    try:
+        train, val = split_videos(data, args.val_fraction, args.seed)
+    except ValueError as e:
+        parser.error(f"{args.json}: {e}")
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for subset, path in zip((train, val), outputs.values(), strict=True):
+        path.write_text(json.dumps(subset), encoding="utf-8")
+        print(f"{path}: {len(subset['videos'])} videos, {len(subset['annotations'])} annotations")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
