@@ -19,6 +19,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from ..data.ytvis import ytvis_metadata
 from .submission import SubmissionWriter, encode_masks, zip_results
 from .ytvis_metric import evaluate_ytvis
 
@@ -57,10 +58,11 @@ class YTVISEvaluator(DatasetEvaluator):
         self._distributed = distributed
         metadata = MetadataCatalog.get(dataset_name)
         self._json_file = metadata.json_file
-        self._contiguous_to_dataset_id = {
-            contiguous: dataset_id
-            for dataset_id, contiguous in metadata.thing_dataset_id_to_contiguous_id.items()
-        }
+        id_map = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
+        if id_map is None:
+            # Registered without categories and not loaded yet: loading would set this map.
+            id_map = ytvis_metadata(self._read_gt()["categories"])["thing_dataset_id_to_contiguous_id"]
+        self._contiguous_to_dataset_id = {contiguous: dataset_id for dataset_id, contiguous in id_map.items()}
         self._entries: list[dict] = []
 
     def reset(self) -> None:
@@ -82,8 +84,7 @@ class YTVISEvaluator(DatasetEvaluator):
             entries = list(itertools.chain(*gathered))
         if self._output_dir:
             self._write_submission(entries)
-        with open(self._json_file, encoding="utf-8") as f:
-            gt = json.load(f)
+        gt = self._read_gt()
         if not gt.get("annotations"):
             logger.info(f"{self._dataset_name} has no annotations: wrote the submission, no metric.")
             return OrderedDict()
@@ -94,6 +95,10 @@ class YTVISEvaluator(DatasetEvaluator):
                 json.dump({**metrics.stats, "per_category_AP": metrics.per_category_ap}, f, indent=2)
         # detectron2 prints these as percentages, like its COCO evaluator.
         return OrderedDict(segm={k: 100 * v if v >= 0 else v for k, v in metrics.stats.items()})
+
+    def _read_gt(self) -> dict[str, Any]:
+        with open(self._json_file, encoding="utf-8") as f:
+            return json.load(f)
 
     def _write_submission(self, entries: list[dict[str, Any]]) -> None:
         os.makedirs(self._output_dir, exist_ok=True)
