@@ -66,11 +66,15 @@ def gt_json(annotated: bool = True) -> dict:
     return data
 
 
-def register(tmp_path: Path, annotated: bool = True) -> str:
-    """Write the ground truth to ``tmp_path/gt.json`` and register it under a new name."""
+def register(tmp_path: Path, annotated: bool = True, metadata: dict | None = None) -> str:
+    """Write the ground truth to ``tmp_path/gt.json`` and register it under a new name.
+
+    ``metadata`` defaults to the category table's (like the builtin datasets).
+    """
     name = f"evaluator_test_{next(_names)}"
     (tmp_path / "gt.json").write_text(json.dumps(gt_json(annotated)))
-    register_ytvis_instances(name, ytvis_metadata(CATEGORIES), tmp_path / "gt.json", tmp_path / "frames")
+    metadata = ytvis_metadata(CATEGORIES) if metadata is None else metadata
+    register_ytvis_instances(name, metadata, tmp_path / "gt.json", tmp_path / "frames")
     return name
 
 
@@ -172,6 +176,15 @@ def test_test_split_writes_the_submission_and_no_metric(tmp_path: Path) -> None:
     assert result == {}
     assert len(load_results(tmp_path / "out" / "results.zip")) == 3
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_dataset_registered_without_categories_maps_labels_like_loading_would(tmp_path: Path) -> None:
+    # The documented custom-dataset form, before anything has loaded the dataset.
+    name = register(tmp_path, metadata={})
+    result = run(YTVISEvaluator(name, str(tmp_path / "out")), perfect_outputs())
+    assert result["segm"]["AP"] == pytest.approx(100.0)
+    entries = load_results(tmp_path / "out" / "results.zip")
+    assert [e["category_id"] for e in entries] == [3, 7, 7]
 
 
 def test_video_without_instances_adds_no_entry(tmp_path: Path) -> None:

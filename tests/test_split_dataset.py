@@ -184,6 +184,13 @@ def test_cli_errors_name_the_file(tmp_path: Path, capsys, content, extra: list[s
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_reports_an_unwritable_out_dir(tmp_path: Path, capsys) -> None:
+    source = write_json(tmp_path / "train.json", make_dataset())
+    (tmp_path / "taken").write_text("a file, not a directory")
+    code, _, err = run_split(capsys, "--json", source, "--out-dir", tmp_path / "taken")
+    assert code == 2 and f"cannot write {tmp_path / 'taken' / 'train.json'}" in err
+
+
 def test_cli_runs_as_a_script(tmp_path: Path) -> None:
     source = write_json(tmp_path / "train.json", make_dataset(30))
     command = [sys.executable, str(TOOL), "--json", str(source), "--out-dir", str(tmp_path / "s")]

@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 1:
         parser.error(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-    outputs = {name: args.out_dir / name for name in SPLIT_FILES.values()}
-    existing = [str(path) for path in outputs.values() if path.exists()]
+    outputs = [args.out_dir / name for name in SPLIT_FILES.values()]
+    existing = [str(path) for path in outputs if path.exists()]
     if existing and not args.overwrite:
         parser.error(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
 
@@ -49,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(f"{args.json}: {e}")
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for subset, path in zip((train, val), outputs.values(), strict=True):
-        path.write_text(json.dumps(subset), encoding="utf-8")
+    for subset, path in zip((train, val), outputs, strict=True):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(subset), encoding="utf-8")
+        except OSError as e:
+            parser.error(f"cannot write {path}: {e}")
         print(f"{path}: {len(subset['videos'])} videos, {len(subset['annotations'])} annotations")
     return 0
 
