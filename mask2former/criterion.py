@@ -131,9 +131,13 @@ class SetCriterion(nn.Module):
             "loss_dice": dice_loss(point_logits, point_labels, num_masks),
         }
 
-    def layer_losses(self, outputs: Outputs, targets: Targets, num_masks: float) -> dict[str, Tensor]:
-        """Match one decoder layer's predictions and compute the selected losses."""
-        indices = self.matcher(outputs, targets)
+    def layer_losses(
+        self, outputs: Outputs, targets: Targets, num_masks: float, indices: Indices | None = None
+    ) -> dict[str, Tensor]:
+        """Match one decoder layer's predictions (unless ``indices`` are given) and compute
+        the selected losses."""
+        if indices is None:
+            indices = self.matcher(outputs, targets)
         losses: dict[str, Tensor] = {}
         for name in self.losses:
             loss_fn = getattr(self, f"loss_{name}")
@@ -147,13 +151,19 @@ class SetCriterion(nn.Module):
         optionally ``aux_outputs`` (list of such dicts); ``targets``: per image ``labels``
         ``[N]`` and ``masks`` ``[N, H, W]``.
         """
+        return self.forward_with_indices(outputs, targets)[0]
+
+    def forward_with_indices(self, outputs: Outputs, targets: Targets) -> tuple[dict[str, Tensor], Indices]:
+        """:meth:`forward`'s losses and the final layer's matching: per image
+        ``(pred_idx, tgt_idx)`` as returned by the matcher."""
         num_masks = average_num_masks(targets, outputs["pred_logits"].device)
         final = {k: v for k, v in outputs.items() if k != "aux_outputs"}
-        losses = self.layer_losses(final, targets, num_masks)
+        indices = self.matcher(final, targets)
+        losses = self.layer_losses(final, targets, num_masks, indices)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
             aux_losses = self.layer_losses(aux, targets, num_masks)
             losses.update({f"{name}_{i}": value for name, value in aux_losses.items()})
-        return losses
+        return losses, indices
 
     def extra_repr(self) -> str:
         return (

@@ -5,6 +5,13 @@ object), ``masks [Q, h, w]`` (mask logits at 1/4 of the padded input size) and
 ``embds [Q, C]`` (query embeddings). :class:`~minvis.tracker.QueryTracker` puts every
 frame's queries in track order; everything below works on aligned outputs.
 
+Non-default :class:`~minvis.tracker.TrackingOptions` (``tracking=``) change only how
+queries are assigned to tracks. With refused matches (``min_similarity``) there can be
+``N > Q`` tracks and a track may have no query on a frame: its mask there is empty, it
+adds nothing to its logit sum, and its class distribution is the softmax of its mean
+logits over the frames where it has a query. With the default options every track has a
+query on every frame, so this is the paper's mean over all frames.
+
 Three ways to consume them, sharing one implementation of every step (shape checks,
 alignment, logit averaging, top-k selection, mask resizing):
 
@@ -31,8 +38,9 @@ alignment, logit averaging, top-k selection, mask resizing):
   several classes. On the last frame a track's running distribution equals its
   whole-video one. Tracks (the per-frame permutations) are identical to the paper path.
 
-Shapes here: ``Q`` queries, ``K`` classes, ``C`` embedding channels, ``(h, w)`` mask
-logit size, ``(H, W)`` output size, ``k`` selected instances.
+Shapes here: ``Q`` queries, ``N`` tracks (``Q`` by default), ``K`` classes, ``C``
+embedding channels, ``(h, w)`` mask logit size, ``(H, W)`` output size, ``k`` selected
+instances.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +51,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from minvis.tracker import QueryTracker
+from minvis.disk_tensors import DiskTensorList
+from minvis.tracker import NO_QUERY, PAPER_TRACKING, QueryTracker, TrackingOptions
 
 Size = tuple[int, int]
 Encoded = TypeVar("Encoded")
@@ -85,6 +94,17 @@ class MaskGeometry:
         """``[N, h, w]`` mask logits -> ``[N, height, width]`` bool masks (logit > 0)."""
         return self.mask_logits_to_output(mask_logits) > 0
 
+    def track_masks(self, masks: Tensor, queries: Tensor, device: torch.device) -> Tensor:
+        """Bool ``[k, height, width]`` masks, on ``device``, of the ``queries [k]`` of one
+        frame's ``[Q, h, w]`` mask logits (resized on ``device``); empty where ``NO_QUERY``."""
+        present = queries != NO_QUERY  # [k]
+        selected = masks[queries[present].to(masks.device)].to(device)  # [m, h, w]
+        if bool(present.all()):
+            return self.binary_masks(selected)
+        out = torch.zeros((len(queries), *self.output_size), dtype=torch.bool, device=device)
+        out[present.to(device)] = self.binary_masks(selected)
+        return out
+
 
 @dataclass(frozen=True)
 class TopKSelection:
@@ -101,9 +121,21 @@ class TopKSelection:
     tracks: Tensor
 
 
-def class_probabilities(logit_sum: Tensor, num_frames: int) -> Tensor:
-    """``[Q, K+1]`` summed logits over ``num_frames`` -> ``[Q, K]`` real-class probabilities."""
+def class_probabilities(logit_sum: Tensor, num_frames: int | Tensor) -> Tensor:
+    """``[N, K+1]`` logits summed over ``num_frames`` (a number, or ``[N]`` per track)
+    -> ``[N, K]`` real-class probabilities."""
+    if isinstance(num_frames, Tensor):
+        num_frames = num_frames[:, None]  # [N, 1]
     return F.softmax(logit_sum / num_frames, dim=-1)[:, :-1]
+
+
+def track_queries(perm: Tensor, tracks: Tensor) -> Tensor:
+    """The query of each of ``tracks [k]`` in a frame's ``perm [N_t]`` (``NO_QUERY`` where
+    none, also for tracks started after that frame). CPU tensors."""
+    known = tracks < len(perm)  # [k]
+    queries = torch.full_like(tracks, NO_QUERY)
+    queries[known] = perm[tracks[known]]
+    return queries
 
 
 def _check_top_k(top_k: int) -> None:
@@ -132,9 +164,10 @@ class _FrameAligner:
     The shared core of the accumulator and the streaming predictor.
     """
 
-    def __init__(self) -> None:
-        self.tracker = QueryTracker()
-        self.logit_sum: Tensor | None = None  # [Q, K+1], aligned logits summed over frames
+    def __init__(self, tracking: TrackingOptions = PAPER_TRACKING) -> None:
+        self.tracker = QueryTracker(tracking)
+        self.logit_sum: Tensor | None = None  # [N, K+1], aligned logits summed over frames
+        self.track_frames: Tensor | None = None  # [N] frames where each track had a query
         self.num_frames = 0
         self._shapes: tuple[torch.Size, torch.Size, torch.Size] | None = None
 
@@ -161,30 +194,39 @@ class _FrameAligner:
             )
         self._shapes = shapes
 
-    def add(self, logits: Tensor, masks: Tensor, embds: Tensor) -> tuple[Tensor, Tensor]:
-        """Align one frame; returns ``(perm [Q], aligned masks [Q, h, w])``."""
+    def add(self, logits: Tensor, masks: Tensor, embds: Tensor) -> Tensor:
+        """Align one frame; returns its ``perm [N]`` (query of each track, or ``NO_QUERY``)."""
         self._check(logits, masks, embds)
-        perm = self.tracker.step(embds)
-        aligned_logits = logits[perm.to(logits.device)]  # [Q, K+1]
+        perm = self.tracker.step(embds, logits, masks)
+        present = perm != NO_QUERY  # [N]
+        aligned_logits = logits[perm.clamp(min=0).to(logits.device)]  # [N, K+1]
+        if not bool(present.all()):
+            aligned_logits = torch.where(present.to(logits.device)[:, None], aligned_logits, 0.0)
         if self.logit_sum is None:
-            self.logit_sum = aligned_logits
+            self.logit_sum, self.track_frames = aligned_logits, present.long()
         else:
-            self.logit_sum = self.logit_sum + aligned_logits
+            new_tracks = len(perm) - len(self.track_frames)
+            self.logit_sum = F.pad(self.logit_sum, (0, 0, 0, new_tracks)) + aligned_logits
+            self.track_frames = F.pad(self.track_frames, (0, new_tracks)) + present.long()
         self.num_frames += 1
-        return perm, masks[perm.to(masks.device)]
+        return perm
 
     def probabilities(self) -> Tensor:
-        """``[Q, K]`` real-class probabilities of the mean aligned logits so far."""
+        """``[N, K]`` real-class probabilities of each track's mean aligned logits so far."""
         if self.logit_sum is None:
             raise ValueError("no frames were added to this video")
-        return class_probabilities(self.logit_sum, self.num_frames)
+        return class_probabilities(self.logit_sum, self.track_frames.to(self.logit_sum.device))
 
 
 class VideoResultAccumulator:
     """Paper-exact video results from frames added one at a time.
 
-    Per frame only the aligned ``[Q, h, w]`` mask logits are kept, on ``storage_device``
-    (the CPU by default), unchanged in value. The selected instances' masks are resized
+    Per frame only the ``[Q, h, w]`` mask logits (and the frame's ``[N]`` permutation into
+    track order) are kept, unchanged in value, on
+    ``storage_device`` (the CPU by default) or, with ``spill_to_disk``, in a temporary
+    file: ``T * Q * h * w * 4`` bytes for ``T`` frames, which the paper-exact result
+    needs because the top-k tracks are known only after the last frame. On disk they
+    leave memory flat however long the video. The selected instances' masks are resized
     on the device the frames came from, one frame at a time.
 
     Usage::
@@ -203,14 +245,18 @@ class VideoResultAccumulator:
         output_size: Size,
         top_k: int = 10,
         storage_device: torch.device | str = "cpu",
+        spill_to_disk: bool = False,
+        tracking: TrackingOptions = PAPER_TRACKING,
     ) -> None:
         _check_top_k(top_k)  # fail before the video is processed, not after
         self.geometry = MaskGeometry(image_size, padded_size, output_size)
         self.top_k = top_k
         self._storage_device = torch.device(storage_device)
         self._compute_device: torch.device | None = None
-        self._aligner = _FrameAligner()
-        self._masks: list[Tensor] = []  # per frame [Q, h, w], aligned, on storage_device
+        self._aligner = _FrameAligner(tracking)
+        # Per frame [Q, h, w] as the model output them, on storage_device (or on disk).
+        self._masks: list[Tensor] | DiskTensorList = DiskTensorList() if spill_to_disk else []
+        self._perms: list[Tensor] = []  # per frame [N_t], CPU: the query of each track
 
     @property
     def num_frames(self) -> int:
@@ -219,11 +265,12 @@ class VideoResultAccumulator:
     def add_frame(self, logits: Tensor, masks: Tensor, embds: Tensor) -> Tensor:
         """Add one frame's raw outputs ``[Q, K+1]``, ``[Q, h, w]``, ``[Q, C]``.
 
-        Returns the frame's permutation ``[Q]`` into track order (see ``QueryTracker.step``).
+        Returns the frame's permutation ``[N]`` into track order (see ``QueryTracker.step``).
         """
-        perm, aligned_masks = self._aligner.add(logits, masks, embds)
+        perm = self._aligner.add(logits, masks, embds)
         self._compute_device = masks.device
-        self._masks.append(aligned_masks.to(self._storage_device))
+        self._masks.append(masks.to(self._storage_device))
+        self._perms.append(perm)
         return perm
 
     def selection(self) -> TopKSelection:
@@ -232,9 +279,10 @@ class VideoResultAccumulator:
 
     def iter_frame_masks(self, tracks: Tensor) -> Iterator[Tensor]:
         """Yield, per frame, the bool ``[k, height, width]`` masks (CPU) of ``tracks [k]``."""
-        for frame_masks in self._masks:
-            selected = frame_masks[tracks.to(frame_masks.device)].to(self._compute_device)
-            yield self.geometry.binary_masks(selected).cpu()
+        tracks = tracks.cpu()
+        for frame_masks, perm in zip(self._masks, self._perms, strict=True):
+            queries = track_queries(perm, tracks)  # [k]
+            yield self.geometry.track_masks(frame_masks, queries, self._compute_device).cpu()
 
     def finalize(self) -> dict[str, Any]:
         """The video result in the official eval-mode format.
@@ -341,7 +389,9 @@ class FrameInstances:
         labels: ``[N]`` class ids (argmax of the running class distribution).
         scores: ``[N]`` running scores (probability of that class).
         masks: ``[N, height, width]`` bool masks, all non-empty.
-        permutation: ``[Q]`` this frame's permutation into track order.
+        permutation: this frame's permutation into track order, ``[Q]`` with the default
+            tracking options (``[N_tracks]`` with ``NO_QUERY`` entries when matches can be
+            refused, see :class:`~minvis.tracker.TrackingOptions`).
     """
 
     frame_index: int
@@ -367,18 +417,19 @@ class StreamingVideoPredictor:
         padded_size: Size,
         output_size: Size,
         score_threshold: float = 0.5,
+        tracking: TrackingOptions = PAPER_TRACKING,
     ) -> None:
         self.geometry = MaskGeometry(image_size, padded_size, output_size)
         self.score_threshold = score_threshold
-        self._aligner = _FrameAligner()
+        self._aligner = _FrameAligner(tracking)
 
     def step(self, logits: Tensor, masks: Tensor, embds: Tensor) -> FrameInstances:
         """Consume one frame's raw outputs ``[Q, K+1]``, ``[Q, h, w]``, ``[Q, C]``."""
         frame_index = self._aligner.num_frames
-        perm, aligned_masks = self._aligner.add(logits, masks, embds)
-        scores, labels = self._aligner.probabilities().max(dim=1)  # [Q], [Q]
-        tracks = torch.nonzero(scores >= self.score_threshold).flatten()  # [n]
-        binary = self.geometry.binary_masks(aligned_masks[tracks])  # [n, height, width]
+        perm = self._aligner.add(logits, masks, embds)
+        scores, labels = self._aligner.probabilities().max(dim=1)  # [N], [N]
+        tracks = torch.nonzero((scores >= self.score_threshold).cpu() & (perm != NO_QUERY)).flatten()  # [n]
+        binary = self.geometry.track_masks(masks, perm[tracks], masks.device)  # [n, height, width]
         visible = binary.flatten(1).any(dim=1)  # [n]
         tracks = tracks[visible]  # [N]
         return FrameInstances(

@@ -20,18 +20,16 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
 from detectron2.modeling import build_model
 from torch import Tensor
 
 from .checkpoint import MinVISCheckpointer
 from .data.preprocess import FramePreprocessor
 from .inference import FrameInstances, StreamingVideoPredictor
-from .video_model import VideoInputError, VideoMaskFormer_frame
+from .video_model import RAW_OUTPUT_KEYS, VideoInputError, VideoMaskFormer_frame
 
 __all__ = ["VideoPredictor"]
-
-RAW_KEYS = ("pred_logits", "pred_masks", "pred_embds")
-
 
 class VideoPredictor:
     """Online video instance segmentation of a stream of frames.
@@ -66,15 +64,31 @@ class VideoPredictor:
         self.score_threshold = score_threshold
         self.amp = amp and self.model.device.type == "cuda"
 
-    @property
-    def class_names(self) -> list[str]:
-        """Names of the model's classes, from the metadata of the config's test (or train) dataset."""
+    def _class_metadata(self) -> Metadata | None:
+        """Metadata of the config's first test (or train) dataset with the model's classes."""
         num_classes = self.cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
         for name in (*self.cfg.DATASETS.TEST, *self.cfg.DATASETS.TRAIN):
-            names = MetadataCatalog.get(name).get("thing_classes")
-            if names is not None and len(names) == num_classes:
-                return list(names)
-        return [f"class {i}" for i in range(num_classes)]
+            metadata = MetadataCatalog.get(name)
+            if len(metadata.get("thing_classes", ())) == num_classes:
+                return metadata
+        return None
+
+    @property
+    def class_names(self) -> list[str]:
+        """Name of each class (``thing_classes`` of the config's datasets, else ``class i``)."""
+        metadata = self._class_metadata()
+        if metadata is None:
+            return [f"class {i}" for i in range(self.cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)]
+        return list(metadata.thing_classes)
+
+    @property
+    def category_ids(self) -> list[int]:
+        """Dataset category id of each class (the submission's ``category_id``; else ``i + 1``)."""
+        metadata = self._class_metadata()
+        id_map = None if metadata is None else metadata.get("thing_dataset_id_to_contiguous_id")
+        if id_map is None:
+            return list(range(1, self.cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES + 1))
+        return [dataset_id for dataset_id, _ in sorted(id_map.items(), key=lambda item: item[1])]
 
     def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[FrameInstances]:
         """Track the instances of one video, yielding each frame's as soon as it is done.
@@ -109,7 +123,7 @@ class VideoPredictor:
         device_type = self.model.device.type
         with torch.autocast(device_type, dtype=torch.float16, enabled=self.amp):
             raw, padded_size = next(self.model.frame_outputs([image]))
-        logits, masks, embds = (raw[key][0].float() for key in RAW_KEYS)
+        logits, masks, embds = (raw[key][0].float() for key in RAW_OUTPUT_KEYS)
         return (logits, masks, embds), padded_size
 
 

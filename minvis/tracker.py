@@ -7,18 +7,95 @@ between query embeddings, matching each new frame against the *aligned* embeddin
 the previous frame. After alignment a slot index is a track: births and deaths need no
 heuristics, they are queries whose masks become non-empty or empty.
 
-Pure torch/scipy; the cost is computed on the embeddings' device and the assignment is
+:class:`TrackingOptions` (defaults = the paper) add, for the paper's analyses:
+
+* other cost terms (:mod:`minvis.matching_costs`: mask-overlap heuristics, or both), all
+  summed into one cost matrix for one Hungarian solver;
+* a track memory: each track remembers an exponential moving average of its embeddings
+  (``memory_momentum``) instead of only its last one;
+* refused matches (``min_similarity``): a track whose assigned query has a cosine
+  similarity below the threshold with the track's memory gets no query on this frame
+  (it keeps its memory, so its object can come back to it later), and that query starts
+  a new track. The number of tracks ``N`` then grows beyond ``Q`` (by at most ``Q`` per
+  frame); every frame's queries are matched against all ``N`` tracks, so ``N - Q`` of
+  them are without a query on each frame. Without refusals ``N == Q`` and the tracker
+  is the paper's.
+
+Pure torch/scipy; costs are computed on the embeddings' device and the assignment is
 solved on the CPU.
 """
+
+from dataclasses import dataclass
 
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from .matching_costs import CostTerm, FrameQueries, QueryCost, cosine_similarity
 
-def _unit_rows(x: Tensor) -> Tensor:
-    # [Q, C] -> [Q, C], each row scaled to unit L2 norm (zero rows stay zero).
-    return x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+__all__ = [
+    "NO_QUERY",
+    "PAPER_TRACKING",
+    "QueryTracker",
+    "TrackingOptions",
+    "match_embeddings",
+    "solve_assignment",
+]
+
+NO_QUERY = -1  # permutation entry of a track that has no query on a frame
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """How the tracker matches; the defaults are the paper's MinVIS.
+
+    Attributes:
+        cost_terms: summed into the ``[tracks, queries]`` cost (see
+            :func:`minvis.matching_costs.matching_cost_terms`).
+        memory_momentum: a track's remembered embedding is ``m * memory + (1 - m) * e``
+            after each frame where it has a query ``e``; 0 keeps only the last embedding.
+        min_similarity: matches with a cosine similarity below this are refused
+            (see the module docstring); -1 never refuses.
+    """
+
+    cost_terms: tuple[CostTerm, ...] = (QueryCost(),)
+    memory_momentum: float = 0.0
+    min_similarity: float = -1.0
+
+    def __post_init__(self) -> None:
+        if not self.cost_terms:
+            raise ValueError("at least one matching cost term is needed")
+        if not 0.0 <= self.memory_momentum < 1.0:
+            raise ValueError(f"memory_momentum must be in [0, 1), got {self.memory_momentum}")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ValueError(f"min_similarity must be in [-1, 1], got {self.min_similarity}")
+
+    @property
+    def needs_outputs(self) -> bool:
+        """Whether the tracker needs each frame's logits and masks."""
+        return any(term.needs_outputs for term in self.cost_terms)
+
+    @property
+    def refuses_matches(self) -> bool:
+        return self.min_similarity > -1.0
+
+
+PAPER_TRACKING = TrackingOptions()
+
+
+def solve_assignment(cost: Tensor) -> Tensor:
+    """Hungarian assignment of a ``[N, Q]`` (``N >= Q``) track x query cost.
+
+    Returns:
+        CPU ``LongTensor [N]``: the query continuing each track, :data:`NO_QUERY` for
+        the ``N - Q`` tracks left without one. For ``N == Q`` this is the permutation of
+        the ``[target, current]`` problem's column indices, the orientation the official
+        release uses (solving the transposed problem can break ties differently).
+    """
+    rows, columns = linear_sum_assignment(cost.detach().cpu().numpy())
+    perm = torch.full((cost.shape[0],), NO_QUERY, dtype=torch.long)
+    perm[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(columns, dtype=torch.long)
+    return perm
 
 
 def match_embeddings(prev: Tensor, cur: Tensor) -> Tensor:
@@ -30,59 +107,113 @@ def match_embeddings(prev: Tensor, cur: Tensor) -> Tensor:
 
     Returns:
         CPU ``LongTensor [Q]`` ``perm`` such that ``cur[perm][i]`` continues ``prev[i]``.
-
-    The assignment is solved on the ``[target, current]`` cost matrix and its column
-    indices are the permutation; solving the transposed problem can break ties
-    differently, so this orientation is the one the official release uses.
     """
     if prev.dim() != 2 or prev.shape != cur.shape:
         raise ValueError(
             f"expected two [Q, C] embedding matrices of the same shape, "
             f"got {tuple(prev.shape)} and {tuple(cur.shape)}"
         )
-    similarity = _unit_rows(cur) @ _unit_rows(prev).T  # [Q_cur, Q_prev]
-    cost = (1 - similarity).T  # [Q_prev, Q_cur]: target x current
-    _, columns = linear_sum_assignment(cost.detach().cpu().numpy())
-    return torch.as_tensor(columns, dtype=torch.long)
+    return solve_assignment(QueryCost()(FrameQueries(prev), FrameQueries(cur)))
 
 
 class QueryTracker:
-    """Online tracker: aligns each frame's queries to the previous frame's.
+    """Online tracker: assigns each frame's queries to the tracks so far.
 
     The first frame fixes the track order (identity permutation); every later frame is
-    matched against the previous frame's aligned embeddings. Memory is one ``[Q, C]``
-    matrix, whatever the video length.
+    matched against the tracks' memory (by default: the previous frame's aligned
+    embeddings). Memory is one ``[N, C]`` matrix (plus ``[N, K+1]`` logits and
+    ``[N, h, w]`` masks for mask-overlap costs), whatever the video length.
     """
 
-    def __init__(self) -> None:
-        self._aligned: Tensor | None = None  # [Q, C] aligned embeddings of the last frame
+    def __init__(self, options: TrackingOptions = PAPER_TRACKING) -> None:
+        self.options = options
+        self._tracks: FrameQueries | None = None  # per-track memory, [N, ...]
+        self._query_shape: torch.Size | None = None  # [Q, C] of the video's frames
 
     @property
     def aligned_embeddings(self) -> Tensor | None:
-        """The last frame's embeddings in track order, ``[Q, C]`` (None before any frame)."""
-        return self._aligned
+        """The tracks' remembered embeddings, ``[N, C]`` (None before any frame).
+
+        With the default options: the last frame's embeddings in track order.
+        """
+        return None if self._tracks is None else self._tracks.embds
+
+    @property
+    def num_tracks(self) -> int:
+        return 0 if self._tracks is None else len(self._tracks)
 
     def reset(self) -> None:
         """Forget the video; the next frame starts new tracks."""
-        self._aligned = None
+        self._tracks = None
+        self._query_shape = None
 
-    def step(self, embeddings: Tensor) -> Tensor:
-        """Consume one frame's ``[Q, C]`` query embeddings.
+    def step(self, embeddings: Tensor, logits: Tensor | None = None, masks: Tensor | None = None) -> Tensor:
+        """Consume one frame's ``[Q, C]`` query embeddings (and ``[Q, K+1]`` logits and
+        ``[Q, h, w]`` mask logits, needed by mask-overlap costs).
 
         Returns:
-            CPU ``LongTensor [Q]`` ``perm``: ``x[perm]`` puts any per-query output of this
-            frame in track order (slot ``i`` = track ``i``).
+            CPU ``LongTensor [N]`` ``perm``: the query of each track on this frame, or
+            :data:`NO_QUERY`. With the default options ``N == Q`` and ``x[perm]`` puts any
+            per-query output of this frame in track order (slot ``i`` = track ``i``).
         """
+        current = self._frame(embeddings, logits, masks)
+        if self._tracks is None:
+            perm = torch.arange(len(current))
+        else:
+            cost = None
+            for term in self.options.cost_terms:
+                term_cost = term(self._tracks, current)  # [N, Q]
+                cost = term_cost if cost is None else cost + term_cost
+            perm = solve_assignment(cost)
+            if self.options.refuses_matches:
+                perm = self._refuse_dissimilar(perm, current)
+        self._tracks = self._remember(perm, current)
+        return perm
+
+    def _frame(self, embeddings: Tensor, logits: Tensor | None, masks: Tensor | None) -> FrameQueries:
         if embeddings.dim() != 2:
             raise ValueError(f"expected [Q, C] embeddings, got shape {tuple(embeddings.shape)}")
-        if self._aligned is None:
-            perm = torch.arange(embeddings.shape[0])
-        elif embeddings.shape != self._aligned.shape:
+        if self._query_shape is not None and embeddings.shape != self._query_shape:
             raise ValueError(
                 f"embeddings of shape {tuple(embeddings.shape)} do not match the previous "
-                f"frames' {tuple(self._aligned.shape)} (Q and C must stay constant)"
+                f"frames' {tuple(self._query_shape)} (Q and C must stay constant)"
             )
-        else:
-            perm = match_embeddings(self._aligned, embeddings)
-        self._aligned = embeddings[perm.to(embeddings.device)]
-        return perm
+        self._query_shape = embeddings.shape
+        if not self.options.needs_outputs:
+            return FrameQueries(embeddings)
+        if logits is None or masks is None:
+            raise ValueError("these tracking options need each frame's logits and masks")
+        return FrameQueries(embeddings, logits, masks)
+
+    def _refuse_dissimilar(self, perm: Tensor, current: FrameQueries) -> Tensor:
+        """Unassign matches below ``min_similarity``; their queries start new tracks."""
+        tracked = torch.nonzero(perm != NO_QUERY).flatten()  # [n]
+        similarity = cosine_similarity(
+            self._tracks.take(tracked).embds, current.take(perm[tracked]).embds
+        ).cpu()  # [n]
+        refused = tracked[similarity < self.options.min_similarity]  # [r]
+        newborn = perm[refused]  # [r] queries that start tracks N..N+r-1
+        perm = perm.clone()
+        perm[refused] = NO_QUERY
+        return torch.cat([perm, newborn])
+
+    def _remember(self, perm: Tensor, current: FrameQueries) -> FrameQueries:
+        """The tracks' memory after a frame assigned by ``perm [N']`` (``N' >= N``)."""
+        seen = current.take(perm.clamp(min=0))  # [N', ...] garbage rows where NO_QUERY
+        if self._tracks is None:
+            return seen
+        old = self._tracks
+        num_old = len(old)
+        missing = perm[:num_old] == NO_QUERY  # [N] tracks that keep their memory
+        momentum = self.options.memory_momentum
+        fields = []
+        for name, old_x, new_x in zip(("embds", "logits", "masks"), old.fields(), seen.fields()):
+            if old_x is None:
+                fields.append(None)
+                continue
+            head = new_x[:num_old]
+            if name == "embds" and momentum > 0:
+                head = torch.lerp(head, old_x, momentum)  # m * memory + (1 - m) * new
+            keep = missing.to(old_x.device).view(-1, *[1] * (old_x.dim() - 1))
+            fields.append(torch.cat([torch.where(keep, old_x, head), new_x[num_old:]]))
+        return FrameQueries(*fields)

@@ -1,14 +1,17 @@
 """``VideoMaskFormer_frame``: the MinVIS meta-architecture.
 
 Training: every sampled frame of every video is an independent image for the
-Mask2Former losses (the paper trains the image model only).
+Mask2Former losses (the paper trains the image model only). Optionally
+(``MODEL.MINVIS.SUPERVISED_MATCHING``) a hinge loss ties each instance's queries across
+the two sampled frames of a video (:mod:`minvis.supervised_matching`).
 
 Inference: the image model runs on the frames of one video, a window of frames at a
 time; each frame's raw outputs leave the accelerator at once and are tracked by query
 matching (:mod:`minvis.inference`), so accelerator memory does not grow with the video.
 """
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -19,8 +22,14 @@ from torch import Tensor, nn
 from mask2former.criterion import SetCriterion
 from mask2former.matcher import HungarianMatcher
 
+from .config import tracking_options
 from .evaluation.submission import encode_masks
 from .inference import VideoResultAccumulator
+from .supervised_matching import supervised_matching_loss
+from .tracker import PAPER_TRACKING, TrackingOptions
+
+# Per-frame head outputs that tracking and video-level results need.
+RAW_OUTPUT_KEYS = ("pred_logits", "pred_masks", "pred_embds")
 
 
 class VideoInputError(ValueError):
@@ -43,6 +52,10 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         window_size: int,
         top_k: int,
         output_rle: bool = False,
+        spill_masks_to_disk: bool = False,
+        tracking: TrackingOptions = PAPER_TRACKING,
+        supervised_matching_weight: float = 0.0,
+        supervised_matching_margin: float = 0.0,
     ):
         """
         Args:
@@ -57,6 +70,13 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             output_rle: return ``pred_segmentations`` (per instance, a compressed RLE dict
                 or None per frame) instead of dense ``pred_masks``; memory then stays
                 bounded however long the video (used by the evaluator).
+            spill_masks_to_disk: keep the per-frame mask logits that the video-level
+                result needs in a temporary file instead of in memory (same results;
+                memory then does not grow with the video, see ``VideoResultAccumulator``).
+            tracking: how queries are matched across frames (default: the paper's).
+            supervised_matching_weight: weight of the supervised matching loss
+                ``loss_match`` (0: not computed, the paper's training).
+            supervised_matching_margin: its margin.
         """
         super().__init__()
         self.backbone = backbone
@@ -71,11 +91,16 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         self.window_size = window_size
         self.top_k = top_k
         self.output_rle = output_rle
+        self.spill_masks_to_disk = spill_masks_to_disk
+        self.tracking = tracking
+        self.supervised_matching_weight = supervised_matching_weight
+        self.supervised_matching_margin = supervised_matching_margin
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
         backbone = build_backbone(cfg)
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
+        supervised = cfg.MODEL.MINVIS.SUPERVISED_MATCHING
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
@@ -87,6 +112,10 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             "window_size": cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE,
             "top_k": cfg.MODEL.MASK_FORMER.TEST.TOP_K,
             "output_rle": cfg.MODEL.MASK_FORMER.TEST.OUTPUT_RLE,
+            "spill_masks_to_disk": cfg.MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK,
+            "tracking": tracking_options(cfg),
+            "supervised_matching_weight": supervised.WEIGHT if supervised.ENABLED else 0.0,
+            "supervised_matching_margin": supervised.MARGIN,
         }
 
     @property
@@ -117,14 +146,25 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         frames = [frame.to(self.device) for video in batched_inputs for frame in video["image"]]
         images = self._to_image_list(frames)
         outputs = self.sem_seg_head(self.backbone(images.tensor))
-        outputs.pop("pred_embds")
+        embds = outputs.pop("pred_embds")  # [F, Q, C]
         targets = self._frame_targets(batched_inputs, images.tensor.shape[-2:])
-        losses = self.criterion(outputs, targets)
+        losses, indices = self.criterion.forward_with_indices(outputs, targets)
         weights = self.criterion.weight_dict
-        return {name: value * weights[name] for name, value in losses.items() if name in weights}
+        weighted = {name: value * weights[name] for name, value in losses.items() if name in weights}
+        if self.supervised_matching_weight > 0:
+            loss = supervised_matching_loss(
+                embds,
+                [t["ids"] for t in targets],
+                indices,
+                [len(video["image"]) for video in batched_inputs],
+                self.supervised_matching_margin,
+            )
+            weighted["loss_match"] = self.supervised_matching_weight * loss
+        return weighted
 
     def _frame_targets(self, batched_inputs: list[dict], padded_size: torch.Size) -> list[dict]:
-        """One target dict per frame: the instances present in it (``gt_ids != -1``)."""
+        """One target dict per frame: the instances present in it (``gt_ids != -1``):
+        ``labels [N]``, ``masks [N, H_pad, W_pad]`` and their track ``ids [N]``."""
         targets = []
         for video in batched_inputs:
             for instances in video["instances"]:
@@ -133,64 +173,77 @@ class VideoMaskFormer_frame(nn.Module):  # official name
                 masks = instances.gt_masks.tensor[present]  # [N, h, w]
                 padded = masks.new_zeros((masks.shape[0], *padded_size))
                 padded[:, : masks.shape[1], : masks.shape[2]] = masks
-                targets.append({"labels": instances.gt_classes[present], "masks": padded})
+                labels, ids = instances.gt_classes[present], instances.gt_ids[present]
+                targets.append({"labels": labels, "masks": padded, "ids": ids})
         return targets
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
     def track_video(self, video: dict) -> VideoResultAccumulator:
-        """Run the image model on all frames of ``video`` and track its queries."""
-        frames = self._checked_frames(video)
-        image_size = tuple(frames[0].shape[-2:])
+        """Run the image model on all frames of ``video`` and track its queries.
+
+        ``video["image"]`` is a list of ``[3, H, W]`` frames (the official input) or any
+        iterable of them; it is consumed once, in order, window by window, so a generator
+        that decodes frames on demand keeps only a window of them in memory.
+        """
+        frames = _checked_frames(video.get("image"))
+        first = next(frames)
+        image_size = tuple(first.shape[-2:])
         accumulator = None
-        for outputs, padded_size in self.frame_outputs(frames):
+        for outputs, padded_size in self.frame_outputs(itertools.chain([first], frames)):
             if accumulator is None:
                 accumulator = VideoResultAccumulator(
                     image_size=image_size,
                     padded_size=padded_size,
                     output_size=(video.get("height", image_size[0]), video.get("width", image_size[1])),
                     top_k=self.top_k,
+                    spill_to_disk=self.spill_masks_to_disk,
+                    tracking=self.tracking,
                 )
             frames_raw = zip(outputs["pred_logits"], outputs["pred_masks"], outputs["pred_embds"])
             for logits, masks, embds in frames_raw:
                 accumulator.add_frame(logits, masks, embds)
         return accumulator
 
-    def frame_outputs(self, frames: list[Tensor]) -> Iterator[tuple[dict[str, Tensor], tuple[int, int]]]:
+    def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[tuple[dict[str, Tensor], tuple[int, int]]]:
         """Yield raw per-frame outputs window by window, and the padded input size.
 
-        Each yielded dict holds ``pred_logits [n, Q, K+1]``, ``pred_masks [n, Q, H/4, W/4]``
-        and ``pred_embds [n, Q, C]`` for the next ``n`` frames.
+        ``frames`` (``[3, H, W]`` each) are consumed lazily, one window at a time (all at
+        once without window inference). Each yielded dict holds ``pred_logits [n, Q, K+1]``,
+        ``pred_masks [n, Q, H/4, W/4]`` and ``pred_embds [n, Q, C]`` for the next ``n`` frames.
         """
-        step = self.window_size if self.window_inference else len(frames)
-        for start in range(0, len(frames), step):
-            images = self._to_image_list([f.to(self.device) for f in frames[start : start + step]])
+        frames = iter(frames)
+        size = self.window_size if self.window_inference else None
+        while window := list(itertools.islice(frames, size)):
+            images = self._to_image_list([f.to(self.device) for f in window])
             outputs = self.sem_seg_head(self.backbone(images.tensor))
-            raw = {key: outputs[key] for key in ("pred_logits", "pred_masks", "pred_embds")}
+            raw = {key: outputs[key] for key in RAW_OUTPUT_KEYS}
             yield raw, tuple(images.tensor.shape[-2:])
 
     def _to_image_list(self, frames: list[Tensor]) -> ImageList:
         normalized = [(f - self.pixel_mean) / self.pixel_std for f in frames]
         return ImageList.from_tensors(normalized, self.size_divisibility)
 
-    @staticmethod
-    def _checked_frames(video: dict) -> list[Tensor]:
-        frames = video.get("image")
-        if not frames:
-            raise VideoInputError("the video has no frames (input 'image' is empty)")
-        first = frames[0]
-        for index, frame in enumerate(frames):
-            if not isinstance(frame, Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
-                shape = tuple(frame.shape) if isinstance(frame, Tensor) else type(frame).__name__
-                raise VideoInputError(f"frame {index}: expected a [3, H, W] tensor, got {shape}")
-            if not (frame.dtype == torch.uint8 or frame.is_floating_point()):
-                raise VideoInputError(f"frame {index}: dtype {frame.dtype} is neither uint8 nor float")
-            if frame.shape != first.shape:
-                raise VideoInputError(
-                    f"frame {index} has size {tuple(frame.shape[-2:])} but frame 0 has "
-                    f"{tuple(first.shape[-2:])}: all frames of a video must have one size"
-                )
-        return list(frames)
+
+def _checked_frames(frames: Iterable[Tensor] | None) -> Iterator[Tensor]:
+    """Yield the frames, checking each as it comes: ``[3, H, W]``, uint8 or float, one size."""
+    first = None
+    for index, frame in enumerate(frames or ()):
+        if not isinstance(frame, Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
+            shape = tuple(frame.shape) if isinstance(frame, Tensor) else type(frame).__name__
+            raise VideoInputError(f"frame {index}: expected a [3, H, W] tensor, got {shape}")
+        if not (frame.dtype == torch.uint8 or frame.is_floating_point()):
+            raise VideoInputError(f"frame {index}: dtype {frame.dtype} is neither uint8 nor float")
+        if first is None:
+            first = frame
+        elif frame.shape != first.shape:
+            raise VideoInputError(
+                f"frame {index} has size {tuple(frame.shape[-2:])} but frame 0 has "
+                f"{tuple(first.shape[-2:])}: all frames of a video must have one size"
+            )
+        yield frame
+    if first is None:
+        raise VideoInputError("the video has no frames (input 'image' is empty)")
 
 
 def build_criterion(cfg: CfgNode, num_classes: int) -> SetCriterion:

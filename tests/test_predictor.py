@@ -89,9 +89,8 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-@pytest.mark.slow
 def test_memory_is_flat_over_a_long_video():
-    """All 795 frames of vtest.avi (576x768) through the tiny model: RSS stays flat."""
+    """All 795 frames of vtest.avi (576x768) through the tiny model: RSS stays flat (~30 s)."""
     predictor = VideoPredictor(build_config(str(TINY_CONFIG), []), score_threshold=0.0)
     rss = {}
     reported = 0

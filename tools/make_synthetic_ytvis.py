@@ -3,13 +3,15 @@
 
     python tools/make_synthetic_ytvis.py [--root datasets/synthetic_ytvis] \\
         [--splits train=40 val=10] [--num-frames 12] [--height 128 --width 160] \\
-        [--seed 0] [--rle uncompressed|compressed] [--video-out demo.mp4] [--overwrite]
+        [--seed 0] [--rle uncompressed|compressed] [--stress none|occlusion|reentry|lookalike] \\
+        [--video-out demo.mp4] [--overwrite]
 
 Writes ``ROOT/<split>/JPEGImages/<video>/<frame>.jpg`` and ``ROOT/<split>.json`` per
 split; ``--root`` defaults to ``$DETECTRON2_DATASETS/synthetic_ytvis``, where
 ``minvis.data`` registers the splits train and val as ``synthetic_ytvis_{train,val}``.
-``--video-out`` also writes one more video (``--video-frames`` long, independent of the
-splits) as an .mp4 or .avi file, for the demo.
+``--stress`` applies a tracking stress preset (``minvis.data.synthetic.STRESS_PRESETS``;
+it overrides ``--max-objects``). ``--video-out`` also writes one more video
+(``--video-frames`` long, independent of the splits) as an .mp4 or .avi file, for the demo.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import argparse
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from minvis.data.builtin import datasets_root
 from minvis.data.synthetic import (
+    STRESS_PRESETS,
     SyntheticSpec,
     render_video,
+    stress_spec,
     video_rng,
     write_split,
     write_video_file,
@@ -54,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-objects", type=int, default=4, help="objects per video, >= 2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rle", choices=["uncompressed", "compressed"], default="uncompressed")
+    parser.add_argument(
+        "--stress", choices=["none", *STRESS_PRESETS], default="none", help="tracking stress preset"
+    )
     parser.add_argument("--video-out", type=Path, help="also write a video file (.mp4/.avi)")
     parser.add_argument("--video-frames", type=int, default=36, help="length of --video-out")
     parser.add_argument("--fps", type=float, default=6.0, help="frame rate of --video-out")
@@ -61,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_objects < 2:
         parser.error("--max-objects must be >= 2")
-    spec = SyntheticSpec(args.num_frames, args.height, args.width, args.max_objects, args.rle)
+    spec = stress_spec(
+        args.stress, SyntheticSpec(args.num_frames, args.height, args.width, args.max_objects, args.rle)
+    )
 
     existing = [name for name, _ in args.splits if (args.root / f"{name}.json").exists()]
     if existing and not args.overwrite:
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         json_path = write_split(args.root, name, num_videos, spec, args.seed)
         print(f"{name}: {num_videos} videos -> {json_path}")
     if args.video_out:
-        video_spec = SyntheticSpec(args.video_frames, args.height, args.width, args.max_objects)
+        video_spec = replace(spec, num_frames=args.video_frames)
         video = render_video(video_rng(args.seed, "video_out", 0), video_spec)
         args.video_out.parent.mkdir(parents=True, exist_ok=True)
         write_video_file(args.video_out, video.frames, args.fps)

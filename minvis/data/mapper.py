@@ -13,6 +13,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
+from ..config import training_clip_sampling
 from .augmentation import augment_clip, build_augmentation
 from .preprocess import image_to_tensor
 from .sampling import sample_clip_frames
@@ -115,12 +116,14 @@ class YTVISDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict[str, Any]:
+        # Supervised matching (MODEL.MINVIS.SUPERVISED_MATCHING) needs pairs of frames.
+        frame_num, frame_range = training_clip_sampling(cfg)
         return {
             "is_train": is_train,
             "augmentations": build_augmentation(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
-            "sampling_frame_num": cfg.INPUT.SAMPLING_FRAME_NUM,
-            "sampling_frame_range": cfg.INPUT.SAMPLING_FRAME_RANGE,
+            "sampling_frame_num": frame_num,
+            "sampling_frame_range": frame_range,
             "sampling_frame_shuffle": cfg.INPUT.SAMPLING_FRAME_SHUFFLE,
             "sampling_frame_ratio": cfg.INPUT.SAMPLING_FRAME_RATIO,
         }

@@ -6,12 +6,17 @@ and some swing out of the frame and come back, so tracks disappear and reappear 
 segmentation is null while invisible). Every video is determined by
 ``(seed, split, index)``, so a split is reproducible whatever the number of videos.
 Small enough to train on a CPU; used by the tests and the demo.
+
+:data:`STRESS_PRESETS` make tracking harder (see :func:`stress_spec`): ``occlusion`` (more
+and bigger objects and a static band in front of them that hides whatever passes
+behind it), ``reentry`` (every object leaves the frame and comes back) and ``lookalike``
+(all objects of a video share class, colour, texture and size, and move faster).
 """
 
 import json
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,10 +27,12 @@ import pycocotools.mask as mask_util
 from .video_io import VideoWriter
 
 __all__ = [
+    "STRESS_PRESETS",
     "SYNTHETIC_CATEGORIES",
     "SyntheticSpec",
     "SyntheticVideo",
     "render_video",
+    "stress_spec",
     "video_rng",
     "write_split",
     "write_video_file",
@@ -39,15 +46,47 @@ SYNTHETIC_CATEGORIES: list[dict[str, Any]] = [
 ]
 
 
+OCCLUDER_COLOR = (128.0, 128.0, 128.0)  # grey band in front of every object
+OCCLUDER_STRIPE_PERIOD = 6  # pixels between the band's vertical stripes
+OCCLUDER_STRIPE_SHADE = 0.7  # brightness of the darker stripes
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Size and format of the generated videos."""
+    """Size and format of the generated videos, and how hard they are to track.
+
+    The defaults render the standard set; :data:`STRESS_PRESETS` override the fields
+    after ``rle``. Sizes and speeds are fractions of the frame's shorter side / size.
+    """
 
     num_frames: int = 12
     height: int = 128
     width: int = 160
     max_objects: int = 4
     rle: Literal["uncompressed", "compressed"] = "uncompressed"
+    min_objects: int = 2
+    size_range: tuple[float, float] = (0.11, 0.2)
+    swing_probability: float = 0.6  # chance that an object swings out of the frame and back
+    max_speed: float = 0.035  # drift per frame, per axis
+    look_alike: bool = False  # every object copies the first one's class, colour, texture, size
+    occluder_width: float = 0.0  # width of a vertical band at the centre, drawn over all objects
+
+
+STRESS_PRESETS: dict[str, dict[str, Any]] = {
+    "occlusion": {"min_objects": 3, "max_objects": 5, "size_range": (0.15, 0.24), "occluder_width": 0.22},
+    "reentry": {"min_objects": 2, "max_objects": 3, "swing_probability": 1.0},
+    "lookalike": {"min_objects": 3, "max_objects": 4, "look_alike": True, "max_speed": 0.06},
+}
+
+
+def stress_spec(preset: str, base: SyntheticSpec | None = None) -> SyntheticSpec:
+    """``base`` (default: :class:`SyntheticSpec`) with a stress preset's fields ("none": unchanged)."""
+    base = base or SyntheticSpec()
+    if preset == "none":
+        return base
+    if preset not in STRESS_PRESETS:
+        raise ValueError(f"unknown stress preset {preset!r}; known: none, {', '.join(STRESS_PRESETS)}")
+    return replace(base, **STRESS_PRESETS[preset])
 
 
 @dataclass
@@ -83,7 +122,7 @@ def _random_object(rng: np.random.Generator, spec: SyntheticSpec, swings: bool) 
     short = min(spec.height, spec.width)
     frame_size = np.array([spec.width, spec.height], dtype=float)
     kind = int(rng.integers(len(SYNTHETIC_CATEGORIES)))
-    size = float(rng.uniform(0.11, 0.2) * short)
+    size = float(rng.uniform(*spec.size_range) * short)
     base = np.array(SYNTHETIC_CATEGORIES[kind]["color"], dtype=float)
     swing = None
     if swings:
@@ -99,7 +138,7 @@ def _random_object(rng: np.random.Generator, spec: SyntheticSpec, swings: bool) 
         angle=float(rng.uniform(0, 2 * math.pi)),
         spin=float(rng.uniform(-0.2, 0.2)),
         center=rng.uniform(0.3, 0.7, size=2) * frame_size,
-        velocity=rng.uniform(-0.035, 0.035, size=2) * frame_size,
+        velocity=rng.uniform(-spec.max_speed, spec.max_speed, size=2) * frame_size,
         swing=swing,
     )
 
@@ -153,11 +192,40 @@ def _texture(obj: _Object, center: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return shade[:, None] * obj.color
 
 
+def _look_alike(objects: list[_Object]) -> list[_Object]:
+    """Every object with the first one's class, colour, texture and size (motion kept)."""
+    first = objects[0]
+    same = {
+        "kind": first.kind,
+        "size": first.size,
+        "color": first.color,
+        "stripe_period": first.stripe_period,
+        "stripe_angle": first.stripe_angle,
+    }
+    return [replace(obj, **same) for obj in objects]
+
+
+def _occluder(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Mask ``(H, W)`` and striped grey pixels ``(N, 3)`` of the central band (may be empty)."""
+    half = spec.occluder_width * spec.width / 2
+    xs = np.arange(spec.width)
+    columns = np.abs(xs + 0.5 - spec.width / 2) < half
+    mask = np.broadcast_to(columns, (spec.height, spec.width))
+    shade = np.where((xs // OCCLUDER_STRIPE_PERIOD) % 2 == 0, 1.0, OCCLUDER_STRIPE_SHADE)
+    pixels = np.broadcast_to(shade, (spec.height, spec.width))[mask][:, None] * np.array(OCCLUDER_COLOR)
+    return mask, pixels
+
+
 def render_video(rng: np.random.Generator, spec: SyntheticSpec) -> SyntheticVideo:
-    """Render one video; objects listed back to front."""
-    num_objects = int(rng.integers(2, spec.max_objects + 1))
-    objects = [_random_object(rng, spec, swings=rng.random() < 0.6) for _ in range(num_objects)]
+    """Render one video; objects listed back to front (the occluder band, if any, in front)."""
+    num_objects = int(rng.integers(spec.min_objects, spec.max_objects + 1))
+    objects = [
+        _random_object(rng, spec, swings=rng.random() < spec.swing_probability) for _ in range(num_objects)
+    ]
+    if spec.look_alike:
+        objects = _look_alike(objects)
     background = _background(rng, spec)
+    occluder, occluder_pixels = _occluder(spec)
     shape = (num_objects, spec.num_frames, spec.height, spec.width)
     amodal, visible = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     frames = []
@@ -168,7 +236,8 @@ def render_video(rng: np.random.Generator, spec: SyntheticSpec) -> SyntheticVide
             polygon = _polygon(obj.kind, center, obj.size, obj.angle + obj.spin * t)
             amodal[k, t] = _fill(polygon, spec.height, spec.width)
             image[amodal[k, t]] = _texture(obj, center, amodal[k, t])
-        covered = np.zeros((spec.height, spec.width), dtype=bool)
+        image[occluder] = occluder_pixels
+        covered = occluder.copy()
         for k in reversed(range(num_objects)):
             visible[k, t] = amodal[k, t] & ~covered
             covered |= amodal[k, t]

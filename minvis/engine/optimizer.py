@@ -73,6 +73,8 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
     if full_model_clip:
         cls = _with_full_model_clipping(cls, clip.CLIP_VALUE, clip.NORM_TYPE)
     optimizer = cls(param_groups(cfg, model), solver.BASE_LR, **kwargs)
-    if not full_model_clip:
+    if clip.CLIP_TYPE != "full_model":
+        # detectron2's per-parameter "value"/"norm" clipping; full_model with CLIP_VALUE <= 0
+        # means no clipping (as officially), which detectron2's helper would reject.
         optimizer = maybe_add_gradient_clipping(cfg, optimizer)
     return optimizer

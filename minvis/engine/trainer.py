@@ -5,7 +5,10 @@ Differences from detectron2's trainer, all needed to run anywhere:
   the local rank as a CUDA device id);
 * AMP is used on CUDA only (detectron2's AMP trainer requires CUDA);
 * checkpoints load through :class:`~minvis.checkpoint.MinVISCheckpointer` (safe loaders,
-  missing files are errors).
+  missing files are errors);
+* checkpoints hold the optimizer (and AMP grad-scaler) state, so ``--resume`` continues
+  AdamW's moments: detectron2 0.6's trainer leaves them out (detectron2 issue #4110,
+  fixed upstream after 0.6 under the same ``_trainer`` key).
 """
 
 import logging
@@ -72,6 +75,16 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "_trainer": self._trainer.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning("The checkpoint has no optimizer state (detectron2 0.6 format): it starts afresh.")
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:

@@ -1,0 +1,91 @@
+"""Submission entries for a video processed frame by frame, with bounded memory.
+
+A submission entry holds one track's segmentation on *every* frame, but a streaming
+predictor reports each frame's tracks as the frame is processed. :class:`TrackSpool`
+encodes every reported mask to compressed RLE at once and appends it to a per-track
+temporary file, so memory holds no mask of past frames. At the end of the video
+:meth:`TrackSpool.entries` yields one server-format entry per track, reading back one
+track at a time (``null`` on the frames where the track was not reported).
+"""
+
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from ..inference import FrameInstances
+from .submission import encode_masks
+
+__all__ = ["TrackSpool"]
+
+
+class TrackSpool:
+    """Collects the per-frame RLE of every track on disk; use as a context manager.
+
+    A track's entry gets the class and running score it had on the last frame it was
+    reported on.
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="minvis_tracks_")
+        self._files: dict[int, IO[str]] = {}
+        self._last: dict[int, tuple[int, float]] = {}  # track -> (label, score)
+        self.num_frames = 0
+
+    def add(self, instances: FrameInstances) -> None:
+        """Record one frame's instances (frames in order, starting at 0)."""
+        if instances.frame_index != self.num_frames:
+            raise ValueError(f"expected frame {self.num_frames}, got frame {instances.frame_index}")
+        rles = encode_masks(instances.masks.numpy())  # masks [N, H, W] -> N RLE dicts
+        fields = zip(instances.track_ids.tolist(), instances.labels.tolist(), instances.scores.tolist(), rles)
+        for track, label, score, rle in fields:
+            if track not in self._files:
+                self._files[track] = (Path(self._dir.name) / f"{track}.jsonl").open("w+", encoding="utf-8")
+            self._files[track].write(f"{instances.frame_index} {json.dumps(rle)}\n")
+            self._last[track] = (label, score)
+        self.num_frames += 1
+
+    @property
+    def num_tracks(self) -> int:
+        return len(self._files)
+
+    def entries(self, video_id: int, category_ids: Sequence[int]) -> Iterator[dict[str, Any]]:
+        """One server-format entry per track, in track order.
+
+        Args:
+            video_id: the ``video_id`` of the entries.
+            category_ids: dataset category id of each contiguous class id.
+        """
+        for track in sorted(self._files):
+            file = self._files[track]
+            file.flush()
+            file.seek(0)
+            segmentations: list[dict[str, Any] | None] = [None] * self.num_frames
+            for line in file:
+                frame, _, rle = line.partition(" ")
+                segmentations[int(frame)] = json.loads(rle)
+            label, score = self._last[track]
+            yield {
+                "video_id": video_id,
+                "category_id": category_ids[label],
+                "score": score,
+                "segmentations": segmentations,
+            }
+
+    def close(self) -> None:
+        for file in self._files.values():
+            file.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
