@@ -28,8 +28,9 @@ alignment, logit averaging, top-k selection, mask resizing):
   (:meth:`VideoResultAccumulator.iter_frame_masks`,
   :meth:`VideoResultAccumulator.finalize_encoded`).
 * :class:`StreamingVideoPredictor` — per-frame instances with stable track ids (the
-  aligned query slot), for online use. Memory does not grow with the video: it keeps the
-  previous frame's aligned embeddings and the running sum of aligned logits.
+  aligned query slot), for online use. Memory does not grow with the video (with the
+  default tracking options): it keeps the previous frame's aligned embeddings and the
+  running sum of aligned logits.
   **Scoring differs from the paper path**: at frame ``t`` a track's class distribution is
   ``softmax(mean of its logits over frames 0..t)`` (a running mean of *logits*, then
   softmax, the paper's aggregation restricted to the frames seen so far), its label the
@@ -219,15 +220,15 @@ class _FrameAligner:
 
 
 class VideoResultAccumulator:
-    """Paper-exact video results from frames added one at a time.
+    """Paper-exact video results from frames added one at a time (with the default ``tracking``).
 
-    Per frame only the ``[Q, h, w]`` mask logits (and the frame's ``[N]`` permutation into
-    track order) are kept, unchanged in value, on
-    ``storage_device`` (the CPU by default) or, with ``spill_to_disk``, in a temporary
-    file: ``T * Q * h * w * 4`` bytes for ``T`` frames, which the paper-exact result
-    needs because the top-k tracks are known only after the last frame. On disk they
-    leave memory flat however long the video. The selected instances' masks are resized
-    on the device the frames came from, one frame at a time.
+    Per frame only the ``[Q, h, w]`` mask logits, unchanged in value, and the frame's
+    permutation into track order are kept, the logits on ``storage_device`` (the CPU by
+    default) or, with ``spill_to_disk``, in a temporary file: ``T * Q * h * w * 4`` bytes
+    for ``T`` frames, which the paper-exact result needs because the top-k tracks are
+    known only after the last frame. On disk they leave memory flat however long the
+    video. The selected instances' masks are resized on the device the frames came from,
+    one frame at a time.
 
     Usage::
 

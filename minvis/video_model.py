@@ -215,10 +215,17 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         frames = iter(frames)
         size = self.window_size if self.window_inference else None
         while window := list(itertools.islice(frames, size)):
-            images = self._to_image_list([f.to(self.device) for f in window])
-            outputs = self.sem_seg_head(self.backbone(images.tensor))
-            raw = {key: outputs[key] for key in RAW_OUTPUT_KEYS}
-            yield raw, tuple(images.tensor.shape[-2:])
+            yield self._raw_outputs(window)
+
+    def _raw_outputs(self, frames: list[Tensor]) -> tuple[dict[str, Tensor], tuple[int, int]]:
+        """Raw outputs of a batch of frames and the padded input size.
+
+        The full head outputs and the normalised inputs are dropped on return, so they do
+        not stay alive while the caller computes the next window.
+        """
+        images = self._to_image_list([f.to(self.device) for f in frames])
+        outputs = self.sem_seg_head(self.backbone(images.tensor))
+        return {key: outputs[key] for key in RAW_OUTPUT_KEYS}, tuple(images.tensor.shape[-2:])
 
     def _to_image_list(self, frames: list[Tensor]) -> ImageList:
         normalized = [(f - self.pixel_mean) / self.pixel_std for f in frames]

@@ -24,28 +24,31 @@ def draw_instances(
 ) -> np.ndarray:
     """Overlay masks, outlines and ``#id class score`` labels on an RGB ``uint8 [H, W, 3]`` frame.
 
-    Returns a new frame; ``instances.masks`` must have the frame's size.
+    Returns a new frame; ``instances.masks`` must have the frame's size. Where masks
+    overlap, the later instance's colour is shown.
     """
+    tracks = instances.track_ids.tolist()
+    masks = instances.masks.numpy()  # bool [N, H, W]
+    shown = np.full(frame.shape[:2], len(tracks), dtype=np.int16)  # [H, W]: instance shown, N = none
+    for index, mask in enumerate(masks):
+        shown[mask] = index
+    palette = np.zeros((len(tracks) + 1, 3), dtype=np.uint8)  # [N + 1, 3], the last row unused
+    palette[: len(tracks)] = [track_color(t) for t in tracks]
+    blended = cv2.addWeighted(frame, 1 - alpha, palette[shown], alpha, 0)  # [H, W, 3]
     canvas = frame.copy()
-    height = frame.shape[0]
-    scale = max(0.35, height / 1200)
-    thickness = max(1, round(height / 400))
-    labels = []
-    for track, label, score, mask in zip(
-        instances.track_ids.tolist(),
-        instances.labels.tolist(),
-        instances.scores.tolist(),
-        instances.masks.numpy(),
-    ):
-        color = np.array(track_color(track), dtype=np.float32)
-        canvas[mask] = (canvas[mask] * (1 - alpha) + color * alpha).astype(np.uint8)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    np.copyto(canvas, blended, where=(shown < len(tracks))[..., None])
+
+    scale = max(0.35, frame.shape[0] / 1200)
+    thickness = max(1, round(frame.shape[0] / 400))
+    corners = []
+    for track, mask in zip(tracks, masks):
+        binary = mask.view(np.uint8)  # [H, W], no copy
+        contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, track_color(track), thickness)
-        ys, xs = np.nonzero(mask)
-        labels.append(
-            (f"#{track} {class_names[label]} {score:.2f}", int(xs.min()), int(ys.min()), track)
-        )
-    for text, x, y, track in labels:  # labels on top of every mask
+        corners.append(cv2.boundingRect(binary)[:2])  # top-left (x, y) of the mask
+    labels = zip(tracks, instances.labels.tolist(), instances.scores.tolist(), corners)
+    for track, label, score, (x, y) in labels:  # labels on top of every mask
+        text = f"#{track} {class_names[label]} {score:.2f}"
         (w, h), baseline = cv2.getTextSize(text, _FONT, scale, 1)
         y = max(y, h + baseline)
         cv2.rectangle(canvas, (x, y - h - baseline), (x + w, y), track_color(track), cv2.FILLED)

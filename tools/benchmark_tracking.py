@@ -54,6 +54,7 @@ from minvis.evaluation.submission import encode_masks
 from minvis.evaluation.ytvis_metric import evaluate_ytvis
 from minvis.inference import VideoResultAccumulator
 from minvis.setup_config import build_config
+from minvis.video_model import RAW_OUTPUT_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = ("occlusion", "reentry", "lookalike")
@@ -150,15 +151,15 @@ def run_model(model: torch.nn.Module, cfg: CfgNode, dataset: str, gt: dict[str, 
     outputs = []
     for video in DatasetCatalog.get(dataset):
         mapped = mapper(video)
-        frames = []
-        for raw, padded_size in model.frame_outputs(mapped["image"]):
-            frames += list(zip(*(raw[k].cpu() for k in ("pred_logits", "pred_masks", "pred_embds"))))
+        windows = list(model.frame_outputs(mapped["image"]))
+        frames = [frame for raw, _ in windows for frame in zip(*(raw[k].cpu() for k in RAW_OUTPUT_KEYS))]
         sizes = {
             "image_size": tuple(mapped["image"][0].shape[-2:]),
-            "padded_size": padded_size,
+            "padded_size": windows[0][1],
             "output_size": (mapped["height"], mapped["width"]),
         }
-        outputs.append(VideoOutputs(mapped["video_id"], frames, sizes, gt_masks(gt, videos[mapped["video_id"]])))
+        video_id = mapped["video_id"]
+        outputs.append(VideoOutputs(video_id, frames, sizes, gt_masks(gt, videos[video_id])))
     return outputs
 
 

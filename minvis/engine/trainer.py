@@ -1,6 +1,6 @@
 """detectron2 ``DefaultTrainer`` wired to MinVIS data, evaluation, optimizer and checkpoints.
 
-Differences from detectron2's trainer, all needed to run anywhere:
+Differences from detectron2 0.6's trainer:
 * processes on CPU are wrapped in DDP without ``device_ids`` (detectron2 0.6 always passes
   the local rank as a CUDA device id);
 * AMP is used on CUDA only (detectron2's AMP trainer requires CUDA);

@@ -128,7 +128,8 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
             pred_logits ``[N, Q, K+1]``, pred_masks ``[N, Q, H/4, W/4]`` (logits),
             pred_embds ``[N, Q, C]`` (final normalised queries, used for tracking), and
             aux_outputs: ``pred_logits``/``pred_masks`` of the learnable queries and of
-            every layer but the last (deep supervision).
+            every layer but the last (deep supervision); empty in eval mode, where
+            holding every layer's ``[N, Q, H/4, W/4]`` masks would only raise the peak memory.
         """
         if len(multi_scale_features) != self.num_feature_levels:
             raise ValueError(
@@ -147,8 +148,10 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         queries = self.query_feat.weight.unsqueeze(1).repeat(1, num_images, 1)
 
         logits, masks, attn_mask = self._predict(queries, mask_features, sizes[0])
-        all_logits, all_masks = [logits], [masks]
+        aux_outputs = []
         for i in range(self.num_layers):
+            if self.training:
+                aux_outputs.append({"pred_logits": logits, "pred_masks": masks})
             level = i % self.num_feature_levels
             # A query whose mask covers no pixel would attend to nothing: let it see everything.
             attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
@@ -159,16 +162,12 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
             queries = self.transformer_ffn_layers[i](queries)
             next_size = sizes[(i + 1) % self.num_feature_levels]
             logits, masks, attn_mask = self._predict(queries, mask_features, next_size)
-            all_logits.append(logits)
-            all_masks.append(masks)
 
         return {
-            "pred_logits": all_logits[-1],
-            "pred_masks": all_masks[-1],
+            "pred_logits": logits,
+            "pred_masks": masks,
             "pred_embds": self.decoder_norm(queries).transpose(0, 1),  # [N, Q, C]
-            "aux_outputs": [
-                {"pred_logits": lg, "pred_masks": mk} for lg, mk in zip(all_logits[:-1], all_masks[:-1])
-            ],
+            "aux_outputs": aux_outputs,
         }
 
     def _predict(
