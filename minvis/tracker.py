@@ -122,7 +122,8 @@ class QueryTracker:
     The first frame fixes the track order (identity permutation); every later frame is
     matched against the tracks' memory (by default: the previous frame's aligned
     embeddings). Memory is one ``[N, C]`` matrix (plus ``[N, K+1]`` logits and
-    ``[N, h, w]`` masks for mask-overlap costs), whatever the video length.
+    ``[N, h, w]`` masks for mask-overlap costs): independent of the video length, as
+    ``N == Q``, unless refused matches add tracks.
     """
 
     def __init__(self, options: TrackingOptions = PAPER_TRACKING) -> None:
@@ -160,11 +161,8 @@ class QueryTracker:
         if self._tracks is None:
             perm = torch.arange(len(current))
         else:
-            cost = None
-            for term in self.options.cost_terms:
-                term_cost = term(self._tracks, current)  # [N, Q]
-                cost = term_cost if cost is None else cost + term_cost
-            perm = solve_assignment(cost)
+            costs = [term(self._tracks, current) for term in self.options.cost_terms]  # [N, Q] each
+            perm = solve_assignment(sum(costs[1:], costs[0]))
             if self.options.refuses_matches:
                 perm = self._refuse_dissimilar(perm, current)
         self._tracks = self._remember(perm, current)

@@ -33,7 +33,7 @@ def draw_instances(
     for index, mask in enumerate(masks):
         shown[mask] = index
     palette = np.zeros((len(tracks) + 1, 3), dtype=np.uint8)  # [N + 1, 3], the last row unused
-    palette[: len(tracks)] = [track_color(t) for t in tracks]
+    palette[: len(tracks)] = np.array([track_color(t) for t in tracks], dtype=np.uint8).reshape(-1, 3)
     blended = cv2.addWeighted(frame, 1 - alpha, palette[shown], alpha, 0)  # [H, W, 3]
     canvas = frame.copy()
     np.copyto(canvas, blended, where=(shown < len(tracks))[..., None])

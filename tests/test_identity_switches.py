@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from minvis.evaluation.identity_switches import identity_switches, mask_iou
+from minvis.evaluation.identity_switches import IdentityStats, identity_stats, mask_iou
 
 
 def boxes(*columns: int | None) -> np.ndarray:
@@ -23,11 +23,13 @@ def test_mask_iou() -> None:
 def test_switches_count_changes_of_the_best_track() -> None:
     gt = np.stack([boxes(0, 0, None, 0, 0)])  # leaves on frame 2, comes back on frame 3
     same = np.stack([boxes(0, 0, None, 0, 0)])
-    assert identity_switches(gt, same, min_iou=0.5) == 0
+    assert identity_stats(gt, same, min_iou=0.5) == IdentityStats(0, 4, 4)
     # Re-entry under a new track: one switch; switching back later: a second one.
     reentry = np.stack([boxes(0, 0, None, None, 0), boxes(None, None, None, 0, None)])
-    assert identity_switches(gt, reentry, min_iou=0.5) == 2
+    assert identity_stats(gt, reentry, min_iou=0.5) == IdentityStats(2, 4, 4)
     # A frame without a good enough match neither counts nor resets the last match.
     missed = np.stack([boxes(0, 2, None, 0, 0)])
-    assert identity_switches(gt, missed, min_iou=0.5) == 0
-    assert identity_switches(gt, np.zeros((0, 5, 2, 4), dtype=bool), min_iou=0.5) == 0
+    assert identity_stats(gt, missed, min_iou=0.5) == IdentityStats(0, 3, 4)
+    no_tracks = np.zeros((0, 5, 2, 4), dtype=bool)
+    assert identity_stats(gt, no_tracks, min_iou=0.5) == IdentityStats(0, 0, 4)
+    assert IdentityStats(1, 2, 3) + IdentityStats(1, 1, 1) == IdentityStats(2, 3, 4)

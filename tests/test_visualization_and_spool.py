@@ -40,6 +40,8 @@ def test_drawing_colours_only_the_masks():
     assert np.abs(inside - expected).max() <= 1
     np.testing.assert_array_equal(drawn[38, 25], frame[38, 25])  # no mask there
     assert track_color(7) == track_color(7) != track_color(3)
+    nothing = frame_instances(1, [], [], np.zeros((0, 40, 60), dtype=bool))
+    np.testing.assert_array_equal(draw_instances(frame, nothing, ["a", "b"]), frame)
 
 
 def test_spool_writes_one_entry_per_track_with_nulls():

@@ -51,3 +51,9 @@ def test_queries_are_assigned_to_present_instances_only() -> None:
         present = set(video.masks[:, t].reshape(len(video.masks), -1).any(axis=1).nonzero()[0].tolist())
         assigned = [g for g in assignments[t].tolist() if g != tool.UNASSIGNED]
         assert sorted(assigned) == sorted(present)  # each present instance gets one query
+    # A frame without any visible instance leaves every query unassigned.
+    empty = tool.frame_assignment(
+        model.criterion.matcher, torch.zeros(num_queries, 5), torch.zeros(num_queries, 12, 16),
+        video.masks[:, 0] & False, video.labels, (48, 64), (64, 64),
+    )  # fmt: skip
+    assert (empty == tool.UNASSIGNED).all()

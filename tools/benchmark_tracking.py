@@ -2,8 +2,9 @@
 """Compare the tracker's matching modes and options on tracking stress cases.
 
     python tools/benchmark_tracking.py [--output-dir output/benchmark_tracking] \\
-        [--iters 300] [--batch 8] [--train-videos 24] [--val-videos 8] [--val-frames 16] \\
-        [--memory-momentum 0.5] [--min-similarity 0.5] [--switch-iou 0.5] [--seed 0] [--retrain]
+        [--iters 800] [--batch 8] [--train-videos 24] [--val-videos 8] [--val-frames 16] \\
+        [--memory-momentum 0.5] [--min-similarity 0.5] [--switch-iou 0.5] [--switch-score 0.5] \\
+        [--supervised-matching] [--seed 0] [--retrain]
 
 1. Writes the synthetic YouTube-VIS-format stress sets of :data:`CASES`
    (:data:`minvis.data.synthetic.STRESS_PRESETS`: heavy occlusion behind a static band,
@@ -11,13 +12,20 @@
    ``OUTPUT_DIR/data/<case>/{train,val}``.
 2. Trains the tiny model (``--config``) once on all the train splits together; the
    checkpoint is cached in ``OUTPUT_DIR/train`` and reused while the training parameters
-   are unchanged (``--retrain`` forces training).
+   are unchanged (``--retrain`` forces training). ``--supervised-matching`` also trains
+   one with ``MODEL.MINVIS.SUPERVISED_MATCHING`` (paper Table 5) in
+   ``OUTPUT_DIR/train_supervised_matching``, reported with query matching.
 3. Runs the image model once per validation video, then tracks the cached outputs with
    every variant of :func:`variants` (``MODEL.MINVIS.MATCHING``, ``TRACK_MEMORY_MOMENTUM``,
    ``MIN_MATCH_SIMILARITY``) and reports, per case, AP / AP50 / AP75 (the YouTube-VIS
    metric of :mod:`minvis.evaluation.ytvis_metric`) and identity switches
-   (:mod:`minvis.evaluation.identity_switches`: frames where a ground-truth instance's
-   best-IoU predicted track, among the distinct tracks of the video's top-k, changes).
+   (:mod:`minvis.evaluation.identity_switches`): the frames where a ground-truth
+   instance's best-IoU predicted track (IoU >= ``--switch-iou``) differs from the one at
+   its previous matched frame, the predicted tracks being the distinct tracks of the
+   video's top-k (track, class) pairs that score >= ``--switch-score`` (the confident
+   tracks, as the streaming predictor reports them). "matched" is the share of the
+   instances' visible frames that have such a match at all: few switches with few
+   matched frames mean few confident tracks, not good tracking.
 
 Prints a markdown table and writes it to ``OUTPUT_DIR/results.md`` (and the numbers to
 ``results.json``).
@@ -49,7 +57,7 @@ from minvis.data.mapper import YTVISDatasetMapper
 from minvis.data.synthetic import SyntheticSpec, stress_spec, write_split
 from minvis.engine import Trainer
 from minvis.evaluation.evaluator import video_entries
-from minvis.evaluation.identity_switches import identity_switches
+from minvis.evaluation.identity_switches import IdentityStats, identity_stats
 from minvis.evaluation.submission import encode_masks
 from minvis.evaluation.ytvis_metric import evaluate_ytvis
 from minvis.inference import VideoResultAccumulator
@@ -58,9 +66,9 @@ from minvis.video_model import RAW_OUTPUT_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = ("occlusion", "reentry", "lookalike")
-TRAIN_FRAMES = 12  # frames per training video (training samples one frame at a time)
+TRAIN_FRAMES = 12  # frames per training video (training draws one or two of them per step)
 LR_DROP = 0.8  # the learning rate drops by 10x after this fraction of the iterations
-STAT_NAMES = ("AP", "AP50", "AP75")
+STAT_NAMES = ("AP", "AP50", "AP75", "matched %")
 
 
 @dataclass(frozen=True)
@@ -163,26 +171,56 @@ def run_model(model: torch.nn.Module, cfg: CfgNode, dataset: str, gt: dict[str, 
     return outputs
 
 
+def confident_track_masks(accumulator: VideoResultAccumulator, min_score: float) -> np.ndarray:
+    """``[P, T, H, W]`` masks of the distinct top-k tracks scoring at least ``min_score``."""
+    selection = accumulator.selection()
+    tracks = selection.tracks[selection.scores >= min_score].unique()  # [P]
+    frames = [masks.numpy() for masks in accumulator.iter_frame_masks(tracks)]  # T x [P, H, W]
+    return np.stack(frames, axis=1)
+
+
 def score_variant(
-    cfg: CfgNode, videos: list[VideoOutputs], gt: dict[str, Any], id_map: dict[int, int], switch_iou: float
+    cfg: CfgNode,
+    videos: list[VideoOutputs],
+    gt: dict[str, Any],
+    id_map: dict[int, int],
+    args: argparse.Namespace,
 ) -> dict[str, float]:
+    """AP, AP50, AP75, matched % and identity switches of one tracker setting."""
     tracking, top_k = tracking_options(cfg), cfg.MODEL.MASK_FORMER.TEST.TOP_K
-    entries, switches = [], 0
+    entries, identity = [], IdentityStats()
     for video in videos:
         accumulator = VideoResultAccumulator(**video.sizes, top_k=top_k, tracking=tracking)
         for frame in video.frames:
             accumulator.add_frame(*frame)
         result = accumulator.finalize_encoded(lambda masks: encode_masks(masks.numpy()))
         entries += video_entries(video.video_id, result, id_map)
-        tracks = accumulator.selection().tracks.unique()
-        track_masks = torch.stack(list(accumulator.iter_frame_masks(tracks)), dim=1).numpy()  # [P, T, H, W]
-        switches += identity_switches(video.gt_masks, track_masks, switch_iou)
+        track_masks = confident_track_masks(accumulator, args.switch_score)
+        identity = identity + identity_stats(video.gt_masks, track_masks, args.switch_iou)
     stats = evaluate_ytvis(gt, entries).stats
-    return {**{name: 100 * stats[name] for name in STAT_NAMES}, "ID switches": switches}
+    return {
+        **{name: 100 * stats[name] for name in ("AP", "AP50", "AP75")},
+        "matched %": 100 * identity.matched_frames / max(identity.visible_frames, 1),
+        "ID switches": identity.switches,
+    }
+
+
+def evaluate_case(
+    model: torch.nn.Module, cfg: CfgNode, dataset: str, run_variants: list[Variant], args: argparse.Namespace
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """Run the model on a validation set once and score every variant; returns the
+    ground-truth track count and a row per variant."""
+    metadata = MetadataCatalog.get(dataset)
+    gt = json.loads(Path(metadata.json_file).read_text())
+    id_map = {contiguous: id_ for id_, contiguous in metadata.thing_dataset_id_to_contiguous_id.items()}
+    videos = run_model(model, cfg, dataset, gt)
+    rows = {v.name: score_variant(v.config(cfg), videos, gt, id_map, args) for v in run_variants}
+    return f"{len(gt['annotations'])} tracks", rows
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]], gt_counts: dict[str, str]) -> str:
-    lines = ["| case | tracking | AP | AP50 | AP75 | ID switches |", "|---|---|---:|---:|---:|---:|"]
+    header = " | ".join(("case", "tracking", *STAT_NAMES, "ID switches"))
+    lines = [f"| {header} |", "|---|---|" + "---:|" * (len(STAT_NAMES) + 1)]
     for case, by_variant in results.items():
         for name, row in by_variant.items():
             numbers = " | ".join(f"{row[s]:.1f}" for s in STAT_NAMES)
@@ -190,30 +228,11 @@ def markdown(results: dict[str, dict[str, dict[str, float]]], gt_counts: dict[st
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", type=Path, default=REPO / "output" / "benchmark_tracking")
-    parser.add_argument("--config", default=str(REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"))
-    parser.add_argument("--iters", type=int, default=300, help="training iterations")
-    parser.add_argument("--batch", type=int, default=8, help="videos (one frame each) per iteration")
-    parser.add_argument("--train-videos", type=int, default=24, help="training videos per case")
-    parser.add_argument("--val-videos", type=int, default=8, help="validation videos per case")
-    parser.add_argument("--val-frames", type=int, default=16, help="frames per validation video")
-    parser.add_argument("--memory-momentum", type=float, default=0.5)
-    parser.add_argument("--min-similarity", type=float, default=0.5)
-    parser.add_argument("--switch-iou", type=float, default=0.5, help="IoU of an identity match")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--retrain", action="store_true", help="train even if a checkpoint is cached")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    start = time.perf_counter()
-
-    names = write_data(args.output_dir / "data", args)
-    train_dir = args.output_dir / "train"
-    cfg = build_config(
+def training_config(args: argparse.Namespace, train_names: list[str], out: Path, opts: list) -> CfgNode:
+    return build_config(
         args.config,
         [
-            "DATASETS.TRAIN", str(tuple(train for train, _ in names.values())),
+            "DATASETS.TRAIN", str(tuple(train_names)),
             "DATASETS.TEST", "()",
             "SOLVER.MAX_ITER", args.iters,
             "SOLVER.STEPS", f"({int(LR_DROP * args.iters)},)",
@@ -221,29 +240,62 @@ def main(argv: list[str] | None = None) -> int:
             "SOLVER.CHECKPOINT_PERIOD", args.iters + 1,  # only model_final.pth
             "DATALOADER.NUM_WORKERS", 1,
             "SEED", args.seed,
-            "OUTPUT_DIR", str(train_dir),
+            "OUTPUT_DIR", str(out),
+            *opts,
         ],
     )  # fmt: skip
-    params = {k: vars(args)[k] for k in ("config", "iters", "batch", "train_videos", "seed")}
-    weights = train(cfg, train_dir, params, args.retrain)
-    trained = time.perf_counter()
 
-    cfg.MODEL.WEIGHTS = str(weights)
-    model = build_model(cfg).eval()
-    MinVISCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    gt_counts = {}
-    for case, (_, val) in names.items():
-        gt = json.loads(Path(MetadataCatalog.get(val).json_file).read_text())
-        id_map = {c: d for d, c in MetadataCatalog.get(val).thing_dataset_id_to_contiguous_id.items()}
-        videos = run_model(model, cfg, val, gt)
-        gt_counts[case] = f"{len(gt['annotations'])} tracks"
-        results[case] = {
-            v.name: score_variant(v.config(cfg), videos, gt, id_map, args.switch_iou)
-            for v in variants(args.memory_momentum, args.min_similarity)
-        }
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=REPO / "output" / "benchmark_tracking")
+    parser.add_argument("--config", default=str(REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"))
+    parser.add_argument("--iters", type=int, default=800, help="training iterations")
+    parser.add_argument("--batch", type=int, default=8, help="videos (one frame each) per iteration")
+    parser.add_argument("--train-videos", type=int, default=24, help="training videos per case")
+    parser.add_argument("--val-videos", type=int, default=8, help="validation videos per case")
+    parser.add_argument("--val-frames", type=int, default=16, help="frames per validation video")
+    parser.add_argument("--memory-momentum", type=float, default=0.5)
+    parser.add_argument("--min-similarity", type=float, default=0.5)
+    parser.add_argument("--switch-iou", type=float, default=0.5, help="IoU of an identity match")
+    parser.add_argument(
+        "--switch-score", type=float, default=0.5, help="score of the tracks identity switches look at"
+    )
+    parser.add_argument(
+        "--supervised-matching",
+        action="store_true",
+        help="also train a model with MODEL.MINVIS.SUPERVISED_MATCHING (two frames per video: "
+        "about twice the training time) and report it with query matching",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", action="store_true", help="train even if a checkpoint is cached")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    start = time.perf_counter()
+    names = write_data(args.output_dir / "data", args)
+    all_variants = variants(args.memory_momentum, args.min_similarity)
+    runs = [("train", [], all_variants, "")]
+    if args.supervised_matching:
+        opts = ["MODEL.MINVIS.SUPERVISED_MATCHING.ENABLED", True]
+        runs.append(("train_supervised_matching", opts, all_variants[:1], ", supervised matching"))
+    params = {k: vars(args)[k] for k in ("config", "iters", "batch", "train_videos", "seed")}
+    results: dict[str, dict[str, dict[str, float]]] = {case: {} for case in CASES}
+    gt_counts, seconds = {}, {"data": time.perf_counter() - start, "training": 0.0, "evaluation": 0.0}
+    for folder, opts, run_variants, suffix in runs:
+        start = time.perf_counter()
+        cfg = training_config(args, [train for train, _ in names.values()], args.output_dir / folder, opts)
+        cfg.MODEL.WEIGHTS = str(train(cfg, args.output_dir / folder, {**params, "opts": opts}, args.retrain))
+        trained = time.perf_counter()
+        model = build_model(cfg).eval()
+        MinVISCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
+        for case, (_, val) in names.items():
+            gt_counts[case], rows = evaluate_case(model, cfg, val, run_variants, args)
+            results[case].update({name + suffix: row for name, row in rows.items()})
+        seconds["training"] += trained - start
+        seconds["evaluation"] += time.perf_counter() - trained
     table = markdown(results, gt_counts)
-    timing = f"training {trained - start:.0f} s, evaluation {time.perf_counter() - trained:.0f} s"
+    timing = ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items())
     print(table)
     print(timing)
     (args.output_dir / "results.md").write_text(f"{table}\n\n{timing}\n")

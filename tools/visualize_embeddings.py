@@ -88,30 +88,51 @@ def dataset_video(name: str, index: int) -> AnnotatedVideo:
     return AnnotatedVideo(frames, masks, [label for _, label in tracks])
 
 
+def frame_assignment(
+    matcher: torch.nn.Module,
+    logits: torch.Tensor,
+    masks: torch.Tensor,
+    gt_masks: np.ndarray,
+    gt_labels: list[int],
+    image_size: tuple[int, int],
+    padded_size: tuple[int, int],
+) -> np.ndarray:
+    """``[Q]`` ground-truth instance (or UNASSIGNED) of each query of one frame.
+
+    ``logits [Q, K+1]`` and ``masks [Q, h, w]`` are the frame's outputs; ``gt_masks
+    [G, H, W]`` its ground truth at the original size, resized to the model input and
+    padded like it before matching.
+    """
+    assignment = np.full(len(logits), UNASSIGNED)
+    present = np.flatnonzero(gt_masks.reshape(len(gt_masks), -1).any(axis=1))  # [N]
+    if len(present) == 0:
+        return assignment
+    target = torch.from_numpy(gt_masks[present]).float()  # [N, H, W]
+    target = F.interpolate(target[None], size=image_size, mode="nearest")[0]  # [N, h_img, w_img]
+    target = F.pad(target, (0, padded_size[1] - image_size[1], 0, padded_size[0] - image_size[0]))
+    labels = torch.tensor([gt_labels[g] for g in present], dtype=torch.long)
+    outputs = {"pred_logits": logits[None], "pred_masks": masks[None]}
+    ((queries, targets),) = matcher(outputs, [{"labels": labels, "masks": target}])
+    assignment[queries.numpy()] = present[targets.numpy()]
+    return assignment
+
+
 @torch.no_grad()
 def query_assignments(
     model: torch.nn.Module, cfg: CfgNode, video: AnnotatedVideo, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``([T, Q, C] embeddings, [T, Q] ground-truth instance of each query or UNASSIGNED)``."""
+    """``([T, Q, C] unit embeddings, [T, Q] ground-truth instance of each query or UNASSIGNED)``."""
     preprocess = FramePreprocessor(cfg)
     images = [preprocess(frame) for frame in video.frames]  # [3, h, w] each
-    image_size = images[0].shape[-2:]
+    image_size = tuple(images[0].shape[-2:])
     embeddings, assignments = [], []
     torch.manual_seed(seed)  # the matcher samples random points
     for raw, padded_size in model.frame_outputs(images):
         for logits, masks, embds in zip(raw["pred_logits"], raw["pred_masks"], raw["pred_embds"]):
-            frame = len(assignments)
-            present = np.flatnonzero(video.masks[:, frame].reshape(len(video.masks), -1).any(axis=1))
-            target = torch.from_numpy(video.masks[present, frame]).float()  # [N, H, W]
-            target = F.interpolate(target[None], size=tuple(image_size), mode="nearest")[0]
-            target = F.pad(target, (0, padded_size[1] - image_size[1], 0, padded_size[0] - image_size[0]))
-            labels = torch.tensor([video.labels[g] for g in present], dtype=torch.long)
-            outputs = {"pred_logits": logits[None], "pred_masks": masks[None]}
-            ((queries, targets),) = model.criterion.matcher(outputs, [{"labels": labels, "masks": target}])
-            assignment = np.full(len(embds), UNASSIGNED)
-            assignment[queries.numpy()] = present[targets.numpy()]
+            gt_masks = video.masks[:, len(assignments)]  # [G, H, W]
+            args = (logits, masks, gt_masks, video.labels, image_size, padded_size)
+            assignments.append(frame_assignment(model.criterion.matcher, *args))
             embeddings.append(unit_rows(embds).cpu().numpy())
-            assignments.append(assignment)
     return np.stack(embeddings), np.stack(assignments)
 
 
