@@ -109,6 +109,7 @@ class VideoPredictor:
                     padded_size=padded_size,
                     output_size=first_size,
                     score_threshold=self.score_threshold,
+                    tracking=self.model.tracking,
                 )
             yield tracker.step(logits, masks, embds)
 

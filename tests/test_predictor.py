@@ -89,6 +89,7 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+@pytest.mark.slow  # all 795 frames of vtest.avi: ~30 s idle, many minutes on a busy CPU
 def test_memory_is_flat_over_a_long_video():
     """All 795 frames of vtest.avi (576x768) through the tiny model: RSS stays flat (~30 s)."""
     predictor = VideoPredictor(build_config(str(TINY_CONFIG), []), score_threshold=0.0)
