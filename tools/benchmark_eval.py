@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine_info import cpu_name
 from pycocotools import mask as mask_utils
 
 from minvis.evaluation.submission import SubmissionWriter, encode_masks, load_results, zip_results
@@ -146,13 +147,6 @@ def encode_time_per_frame(gt: dict[str, Any], height: int, instances: int = 10) 
     return seconds / repeats
 
 
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

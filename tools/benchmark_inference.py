@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import psutil
 import torch
-from benchmark_eval import cpu_name
+from machine_info import cpu_name
 
 from minvis.data.synthetic import SyntheticSpec, render_video, video_rng, write_video_file
 from minvis.data.video_io import open_frame_source

@@ -8,13 +8,13 @@ Prints a markdown table of milliseconds per call (median over the repeats).
 """
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from importlib import metadata
 
 import torch
+from machine_info import cpu_name
 
 from mask2former.modeling.pixel_decoder.ms_deform_attn_op import compiled_available, ms_deform_attn
 
@@ -25,15 +25,6 @@ HEADS = 8
 POINTS = 4
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_inputs(batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -96,7 +87,7 @@ def main() -> None:
         package = f"torch-ms-deform-attn {metadata.version('torch-ms-deform-attn')}"
     except metadata.PackageNotFoundError:
         package = "torch-ms-deform-attn not installed"
-    print(f"CPU: {cpu_model()}")
+    print(f"CPU: {cpu_name()}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {package}")
     if torch.cuda.is_available():
         print(f"CUDA: {torch.cuda.get_device_name()}")

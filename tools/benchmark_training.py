@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchmark_eval import cpu_name
 from detectron2.utils.events import EventStorage
+from machine_info import cpu_name
 
 from minvis.data.synthetic import SyntheticSpec, write_split
 from minvis.engine import Trainer

@@ -17,11 +17,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import cv2
 import numpy as np
+
+from minvis.closing import ClosedOnExit
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -198,7 +199,7 @@ def open_frame_source(path: str | Path) -> VideoFileSource | ImageSequenceSource
     )
 
 
-class VideoWriter:
+class VideoWriter(ClosedOnExit):
     """Write RGB ``uint8 [H, W, 3]`` frames of one size to a video file.
 
     The codec follows the extension: mp4v for ``.mp4``/``.mov``, MJPG for ``.avi``/``.mkv``.
@@ -249,13 +250,3 @@ class VideoWriter:
             self._writer.release()
             self._writer = None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

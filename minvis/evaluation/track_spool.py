@@ -12,16 +12,16 @@ import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any
 
+from ..closing import ClosedOnExit
 from ..inference import FrameInstances
 from .submission import encode_masks
 
 __all__ = ["TrackSpool"]
 
 
-class TrackSpool:
+class TrackSpool(ClosedOnExit):
     """Collects the per-frame RLE of every track on disk; use as a context manager.
 
     A track's entry gets the class and running score it had on the last frame it was
@@ -79,13 +79,3 @@ class TrackSpool:
             file.close()
         self._dir.cleanup()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
