@@ -18,7 +18,7 @@ setup(
     name="minvis",
     version="0.1.0",
     description="MinVIS: video instance segmentation by tracking image-model queries",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["mask2former*", "minvis*"]),
     install_requires=requirements,
 )

@@ -11,22 +11,30 @@ processes joined by gloo instead of NCCL.
 import logging
 
 import torch
+from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from minvis.checkpoint import MinVISCheckpointer
+from minvis.config import build_config
 from minvis.engine import Trainer, launch
-from minvis.setup_config import build_config
+from minvis.modeling import MinVISCheckpointer
 
 logger = logging.getLogger("minvis")
 
 
-def setup(args):
+def run_config(args) -> CfgNode:
+    """The run's frozen config, with the one device decision of this script: a CUDA
+    ``MODEL.DEVICE`` falls back to the CPU where CUDA is not available."""
     cfg = build_config(args.config_file, args.opts)
-    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    return cfg
+
+
+def setup(args) -> CfgNode:
+    cfg = run_config(args)
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="minvis")
     if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu":
@@ -47,14 +55,6 @@ def main(args):
     return trainer.train()
 
 
-def _uses_cuda(args) -> bool:
-    if not torch.cuda.is_available():
-        return False
-    opts = dict(zip(args.opts[0::2], args.opts[1::2]))
-    device = opts.get("MODEL.DEVICE") or build_config(args.config_file).MODEL.DEVICE
-    return str(device).startswith("cuda")
-
-
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
@@ -65,5 +65,5 @@ if __name__ == "__main__":
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
-        use_cuda=_uses_cuda(args),
+        use_cuda=run_config(args).MODEL.DEVICE.startswith("cuda"),
     )

@@ -22,14 +22,13 @@ import cv2
 import torch
 from tqdm import tqdm
 
-from minvis.checkpoint import CheckpointLoadError
+from minvis.config import build_config
 from minvis.data.video_io import VideoWriter, open_frame_source
-from minvis.evaluation.submission import SubmissionWriter
 from minvis.evaluation.track_spool import TrackSpool
+from minvis.modeling import CheckpointLoadError, VideoInputError
 from minvis.predictor import VideoPredictor
-from minvis.setup_config import build_config
-from minvis.video_model import VideoInputError
 from minvis.visualization import draw_instances
+from minvis.ytvis_format import SubmissionWriter
 
 VIDEO_NAME = "annotated.mp4"
 RESULTS_NAME = "results.json"
@@ -104,7 +103,7 @@ def load_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(args)
     source = open_frame_source(args.input)
-    predictor = VideoPredictor(cfg, score_threshold=args.confidence_threshold, amp=args.amp)
+    predictor = VideoPredictor.from_config(cfg, score_threshold=args.confidence_threshold, amp=args.amp)
     output = Path(args.output)
     prepare_output(output, args.overwrite)
     class_names = predictor.class_names

@@ -1,16 +1,20 @@
-"""Config keys of the Mask2Former image model (same names and defaults as the official release)."""
+"""Config keys of the Mask2Former image model (same names and defaults as the official release).
+
+Keys marked "compatibility only" are read by no code here: they are declared so that the
+official YAML files merge.
+"""
 
 from detectron2.config import CfgNode as CN
 
 
 def add_maskformer2_config(cfg: CN) -> None:
     """Add the MODEL.MASK_FORMER, MODEL.SWIN and related keys to a detectron2 config."""
-    # Data.
+    # Data (compatibility only: the image datasets' mapper options).
     cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"
     cfg.INPUT.COLOR_AUG_SSD = False
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0
     cfg.INPUT.SIZE_DIVISIBILITY = -1
-    # Large-scale jitter augmentation.
+    # Large-scale jitter augmentation (compatibility only).
     cfg.INPUT.IMAGE_SIZE = 1024
     cfg.INPUT.MIN_SCALE = 0.1
     cfg.INPUT.MAX_SCALE = 2.0
@@ -31,7 +35,7 @@ def add_maskformer2_config(cfg: CN) -> None:
     mf.NHEADS = 8
     mf.DROPOUT = 0.1
     mf.DIM_FEEDFORWARD = 2048
-    mf.ENC_LAYERS = 0
+    mf.ENC_LAYERS = 0  # compatibility only
     mf.DEC_LAYERS = 6
     mf.PRE_NORM = False
     mf.HIDDEN_DIM = 256
@@ -39,7 +43,8 @@ def add_maskformer2_config(cfg: CN) -> None:
     mf.TRANSFORMER_IN_FEATURE = "res5"
     mf.ENFORCE_INPUT_PROJ = False
     mf.TRANSFORMER_DECODER_NAME = "MultiScaleMaskedTransformerDecoder"
-    # Inference.
+    # Inference: image-level post-processing (compatibility only; MinVIS's video inference
+    # keys are in minvis.config).
     mf.TEST = CN()
     mf.TEST.SEMANTIC_ON = True
     mf.TEST.INSTANCE_ON = False
@@ -61,7 +66,7 @@ def add_maskformer2_config(cfg: CN) -> None:
     head.PIXEL_DECODER_NAME = "BasePixelDecoder"
     head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
     head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
-    head.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
+    head.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8  # compatibility only (the encoder uses NHEADS)
     # Feed-forward width of the deformable encoder layers (official: fixed at 1024).
     head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
 

@@ -10,7 +10,7 @@ from detectron2.projects.point_rend.point_features import point_sample
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from .mask_costs import pairwise_dice, pairwise_sigmoid_bce
+from minvis.tracking.mask_costs import pairwise_dice, pairwise_sigmoid_bce
 
 __all__ = ["HungarianMatcher", "pairwise_dice", "pairwise_sigmoid_bce"]
 

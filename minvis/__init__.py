@@ -1,15 +1,23 @@
 """MinVIS: video instance segmentation by tracking the queries of an image model.
 
-Importing the package registers, as the official release does, the meta-architecture
-``VideoMaskFormer_frame`` (and, through :mod:`mask2former`, the image model) with
-detectron2, and the builtin datasets (YouTube-VIS 2019/2021, OVIS, synthetic) under
-``$DETECTRON2_DATASETS``. The tracker and inference modules themselves import no
-detectron2 code.
+Importing the package is light: it loads neither torch nor detectron2, so the tracker
+(:mod:`minvis.tracking`), the file formats (:mod:`minvis.ytvis_format`) and the metric
+(:mod:`minvis.evaluation.ytvis_metric`) can be used without them. The official entry
+points still work: ``from minvis import add_minvis_config`` (or ``build_config``)
+registers, on that first use, the meta-architecture ``VideoMaskFormer_frame`` (and,
+through :mod:`mask2former`, the image model) and the builtin datasets with detectron2.
+Importing :mod:`minvis.modeling` registers the model, :mod:`minvis.data` the datasets.
 """
 
-import mask2former  # noqa: F401  (registers the image model)
+from typing import Any
 
-from . import data, video_model  # noqa: F401  (register datasets and VideoMaskFormer_frame)
-from .config import add_minvis_config
+__all__ = ["add_minvis_config", "build_config"]
 
-__all__ = ["add_minvis_config"]
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import config  # registers the model and the builtin datasets
+
+        value = globals()[name] = getattr(config, name)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

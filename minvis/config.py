@@ -1,16 +1,27 @@
-"""Config keys of the MinVIS video framework.
+"""Config of MinVIS: the video keys (:func:`add_minvis_config`) and a full config (:func:`build_config`).
 
-Covers the official ``add_maskformer2_video_config`` and ``add_minvis_config`` keys
-(same names and defaults), plus this codebase's additions, all defaulting to the
-official behaviour, and the readers of the ``MODEL.MINVIS`` options.
+:func:`add_minvis_config` declares every key of this package: the official
+``add_maskformer2_video_config`` and ``add_minvis_config`` keys (same names and
+defaults) and this codebase's additions, all defaulting to the official behaviour. The
+image model's keys are declared in :mod:`mask2former.config`. Each key is read next to
+its consumer (``from_config`` of the model, the dataset mapper, ...).
+
+Importing this module registers what a full config refers to: the image model
+(:mod:`mask2former`), the meta-architecture ``VideoMaskFormer_frame``
+(:mod:`minvis.modeling`) and the builtin datasets (:mod:`minvis.data`).
 """
 
+from collections.abc import Sequence
+
+from detectron2.config import CfgNode, get_cfg
 from detectron2.config import CfgNode as CN
+from detectron2.projects.deeplab import add_deeplab_config
 
-from .matching_costs import matching_cost_terms
-from .tracker import TrackingOptions
+from mask2former import add_maskformer2_config
 
-SUPERVISED_MATCHING_FRAMES = 2  # the loss compares a pair of frames
+from . import data, modeling  # noqa: F401  (register the builtin datasets and VideoMaskFormer_frame)
+
+__all__ = ["add_minvis_config", "build_config"]
 
 
 def add_minvis_config(cfg: CN) -> None:
@@ -18,7 +29,8 @@ def add_minvis_config(cfg: CN) -> None:
 
     Call after ``add_maskformer2_config``.
     """
-    # Clip sampling (official video keys). MinVIS trains with SAMPLING_FRAME_NUM = 1.
+    # Clip sampling (official video keys and defaults). The MinVIS YAMLs set
+    # SAMPLING_FRAME_NUM 1: the image model trains on single frames.
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
     cfg.INPUT.SAMPLING_FRAME_RANGE = 20
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
@@ -33,16 +45,13 @@ def add_minvis_config(cfg: CN) -> None:
     test.WINDOW_SIZE = 30
     # Video-level instances kept per video, over (track, class) pairs (official: 10).
     test.TOP_K = 10
-    # Eval output carries per-frame compressed RLE ("pred_segmentations") instead of dense
-    # masks, so memory stays bounded on long videos. The evaluator switches it on.
-    test.OUTPUT_RLE = False
     # Keep the per-frame mask logits of the video-level result in a temporary file instead
     # of in memory (same results); memory then stays flat however long the video.
     test.SPILL_MASKS_TO_DISK = False
 
     # The paper's analyses (section 4.3, Tables 4 and 5, Figure 5); defaults = MinVIS.
     minvis = cfg.MODEL.MINVIS = CN()
-    # Tracking cost (see minvis.matching_costs): "query" (1 - cos of the query embeddings),
+    # Tracking cost (see minvis.tracking.costs): "query" (1 - cos of the query embeddings),
     # "heuristic" (mask overlap with Mask2Former's matching costs, weighted by
     # MODEL.MASK_FORMER.{CLASS,MASK,DICE}_WEIGHT) or "heuristic+query" (their sum).
     minvis.MATCHING = "query"
@@ -65,26 +74,15 @@ def add_minvis_config(cfg: CN) -> None:
     supervised.FRAME_RANGE = 1
 
 
-def tracking_options(cfg: CN) -> TrackingOptions:
-    """The tracker settings of ``MODEL.MINVIS``."""
-    minvis, mask_former = cfg.MODEL.MINVIS, cfg.MODEL.MASK_FORMER
-    terms = matching_cost_terms(
-        minvis.MATCHING,
-        class_weight=mask_former.CLASS_WEIGHT,
-        mask_weight=mask_former.MASK_WEIGHT,
-        dice_weight=mask_former.DICE_WEIGHT,
-    )
-    return TrackingOptions(terms, minvis.TRACK_MEMORY_MOMENTUM, minvis.MIN_MATCH_SIMILARITY)
-
-
-def training_clip_sampling(cfg: CN) -> tuple[int, int]:
-    """``(frames per training clip, max distance to the reference frame)``.
-
-    ``INPUT.SAMPLING_FRAME_{NUM,RANGE}``; with supervised matching a pair of frames at
-    most ``SUPERVISED_MATCHING.FRAME_RANGE`` apart (``<= 0``: ``INPUT.SAMPLING_FRAME_RANGE``).
-    """
-    supervised = cfg.MODEL.MINVIS.SUPERVISED_MATCHING
-    if not supervised.ENABLED:
-        return cfg.INPUT.SAMPLING_FRAME_NUM, cfg.INPUT.SAMPLING_FRAME_RANGE
-    frame_range = supervised.FRAME_RANGE if supervised.FRAME_RANGE > 0 else cfg.INPUT.SAMPLING_FRAME_RANGE
-    return SUPERVISED_MATCHING_FRAMES, frame_range
+def build_config(config_file: str | None = None, opts: Sequence[str] = (), freeze: bool = False) -> CfgNode:
+    """detectron2 defaults + DeepLab + Mask2Former + MinVIS keys, then a YAML file and overrides."""
+    cfg = get_cfg()
+    add_deeplab_config(cfg)
+    add_maskformer2_config(cfg)
+    add_minvis_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list([str(x) for x in opts])
+    if freeze:
+        cfg.freeze()
+    return cfg

@@ -1,20 +1,21 @@
 """Streaming MinVIS on decoded video frames: the model-level online API.
 
-:class:`VideoPredictor` builds the model from a config (and its ``MODEL.WEIGHTS``),
-takes frames one at a time (RGB ``uint8 [H, W, 3]``, e.g. from
-:func:`minvis.data.video_io.open_frame_source`), preprocesses each like the test
-dataset mapper, runs the image model on it alone and tracks its queries with
-:class:`~minvis.inference.StreamingVideoPredictor`. It yields one
+:class:`VideoPredictor` wraps a built model (like segment-anything's ``SamPredictor``;
+:meth:`VideoPredictor.from_config` builds and loads one from a config). It takes frames
+one at a time (RGB ``uint8 [H, W, 3]``, e.g. from
+:func:`minvis.data.video_io.open_frame_source`), preprocesses each like the test dataset
+mapper, runs the image model on it alone and tracks and scores its queries with
+:class:`~minvis.inference.OnlineTrackScorer`. It yields one
 :class:`~minvis.inference.FrameInstances` per frame as soon as the frame is processed:
 stable track ids, class, running score and bool masks at the frame's original size.
 
 Memory does not depend on the video length: a frame's tensors are dropped once its
-instances are yielded; the tracker keeps one frame of embeddings and a running sum of
-logits. Scores are running scores (see :mod:`minvis.inference`); the paper-exact
-video-level result is ``model([{"image": frames, ...}])``.
+instances are yielded; the scorer keeps one frame of embeddings and a running sum of
+logits. Scores are running scores (see :mod:`minvis.inference.online`); the paper-exact
+video-level result is ``model.track_video({"image": frames, ...})``.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,71 +25,81 @@ from detectron2.data.catalog import Metadata
 from detectron2.modeling import build_model
 from torch import Tensor
 
-from .checkpoint import MinVISCheckpointer
 from .data.preprocess import FramePreprocessor
-from .inference import FrameInstances, StreamingVideoPredictor
-from .video_model import RAW_OUTPUT_KEYS, VideoInputError, VideoMaskFormer_frame
+from .inference import FrameInstances, FrameOutputs, OnlineTrackScorer, Size, WindowOutputs
+from .modeling import MinVISCheckpointer, VideoInputError, VideoMaskFormer_frame
 
 __all__ = ["VideoPredictor"]
 
+
 class VideoPredictor:
-    """Online video instance segmentation of a stream of frames.
+    """Online video instance segmentation of a stream of frames with a built model.
 
     Usage::
 
-        predictor = VideoPredictor(cfg)  # loads cfg.MODEL.WEIGHTS (strict) if set
+        predictor = VideoPredictor.from_config(cfg)  # loads cfg.MODEL.WEIGHTS (strict) if set
         for instances in predictor(open_frame_source("video.mp4")):
             instances.track_ids, instances.labels, instances.scores, instances.masks
     """
 
-    def __init__(self, cfg: CfgNode, *, score_threshold: float = 0.5, amp: bool = False) -> None:
+    def __init__(
+        self,
+        model: VideoMaskFormer_frame,
+        preprocess: FramePreprocessor,
+        *,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        score_threshold: float = 0.5,
+        amp: bool = False,
+    ) -> None:
         """
         Args:
-            cfg: a full MinVIS config (:func:`minvis.setup_config.build_config`); the model
-                runs on ``MODEL.DEVICE``.
+            model: a built MinVIS model (in eval mode while predicting); it runs on its device.
+            preprocess: turns a decoded frame into the model's input (the test resize).
+            class_names: name of each class (default: ``class i``).
+            category_ids: dataset category id of each class, the submission's
+                ``category_id`` (default: ``i + 1``).
             score_threshold: a track is reported on a frame when its running score is at
                 least this and its mask there is non-empty.
             amp: run the image model under ``torch.autocast`` (float16) on CUDA; outputs
                 are cast to float32 before tracking. Ignored on the CPU.
-
-        Raises:
-            FileNotFoundError: ``MODEL.WEIGHTS`` names a missing file.
-            minvis.checkpoint.CheckpointLoadError: the checkpoint is unreadable or does not
-                fit the model built from ``cfg``.
         """
-        self.cfg = cfg.clone()
-        self.model: VideoMaskFormer_frame = build_model(self.cfg).eval()
-        if self.cfg.MODEL.WEIGHTS:
-            MinVISCheckpointer(self.model, strict=True).load(self.cfg.MODEL.WEIGHTS)
-        self.preprocess = FramePreprocessor(self.cfg)
+        num_classes = model.sem_seg_head.num_classes
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.class_names = list(class_names or (f"class {i}" for i in range(num_classes)))
+        self.category_ids = list(category_ids or range(1, num_classes + 1))
         self.score_threshold = score_threshold
         self.amp = amp and self.model.device.type == "cuda"
 
-    def _class_metadata(self) -> Metadata | None:
-        """Metadata of the config's first test (or train) dataset with the model's classes."""
-        num_classes = self.cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-        for name in (*self.cfg.DATASETS.TEST, *self.cfg.DATASETS.TRAIN):
-            metadata = MetadataCatalog.get(name)
-            if len(metadata.get("thing_classes", ())) == num_classes:
-                return metadata
-        return None
+    @classmethod
+    def from_config(
+        cls, cfg: CfgNode, *, score_threshold: float = 0.5, amp: bool = False
+    ) -> "VideoPredictor":
+        """Build the model of a full MinVIS config (:func:`minvis.config.build_config`) on
+        ``MODEL.DEVICE``, load ``MODEL.WEIGHTS`` (strict) if set, and wrap it.
 
-    @property
-    def class_names(self) -> list[str]:
-        """Name of each class (``thing_classes`` of the config's datasets, else ``class i``)."""
-        metadata = self._class_metadata()
-        if metadata is None:
-            return [f"class {i}" for i in range(self.cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)]
-        return list(metadata.thing_classes)
+        Class names and category ids come from the metadata of the config's first test
+        (or train) dataset with the model's number of classes.
 
-    @property
-    def category_ids(self) -> list[int]:
-        """Dataset category id of each class (the submission's ``category_id``; else ``i + 1``)."""
-        metadata = self._class_metadata()
+        Raises:
+            FileNotFoundError: ``MODEL.WEIGHTS`` names a missing file.
+            minvis.modeling.CheckpointLoadError: the checkpoint is unreadable or does not
+                fit the model built from ``cfg``.
+        """
+        model = build_model(cfg)
+        if cfg.MODEL.WEIGHTS:
+            MinVISCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
+        metadata = _class_metadata(cfg)
         id_map = None if metadata is None else metadata.get("thing_dataset_id_to_contiguous_id")
-        if id_map is None:
-            return list(range(1, self.cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES + 1))
-        return [dataset_id for dataset_id, _ in sorted(id_map.items(), key=lambda item: item[1])]
+        return cls(
+            model,
+            FramePreprocessor(cfg),
+            class_names=None if metadata is None else metadata.thing_classes,
+            category_ids=None if id_map is None else sorted(id_map, key=id_map.__getitem__),
+            score_threshold=score_threshold,
+            amp=amp,
+        )
 
     def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[FrameInstances]:
         """Track the instances of one video, yielding each frame's as soon as it is done.
@@ -96,36 +107,43 @@ class VideoPredictor:
         Args:
             frames: RGB ``uint8 [H, W, 3]`` frames of one size, in order.
         """
-        tracker: StreamingVideoPredictor | None = None
-        first_size: tuple[int, int] | None = None
+        scorer: OnlineTrackScorer | None = None
+        first_size: Size | None = None
         for index, frame in enumerate(frames):
             _check_frame(frame, index, first_size)
             first_size = first_size or frame.shape[:2]
             image = self.preprocess(frame)  # uint8 [3, h, w]
-            (logits, masks, embds), padded_size = self.run_model(image)
-            if tracker is None:
-                tracker = StreamingVideoPredictor(
-                    image_size=tuple(image.shape[-2:]),
-                    padded_size=padded_size,
-                    output_size=first_size,
+            outputs, window = self.run_model(image)
+            if scorer is None:
+                scorer = OnlineTrackScorer(
+                    window.geometry(first_size),
                     score_threshold=self.score_threshold,
                     tracking=self.model.tracking,
                 )
-            yield tracker.step(logits, masks, embds)
+            yield scorer.step(outputs)
 
     @torch.no_grad()
-    def run_model(self, image: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[int, int]]:
-        """Raw outputs of one ``[3, h, w]`` model-input frame, as float32 on the model's device.
+    def run_model(self, image: Tensor) -> tuple[FrameOutputs, WindowOutputs]:
+        """Outputs of one ``[3, h, w]`` model-input frame, as float32 on the model's device.
 
         Returns:
-            ``(logits [Q, K+1], mask logits [Q, H_pad/4, W_pad/4], embds [Q, C])`` and the
-            padded input size ``(H_pad, W_pad)``.
+            The frame's :class:`~minvis.inference.FrameOutputs` and the one-frame
+            :class:`~minvis.inference.WindowOutputs` it comes from (with the input sizes).
         """
-        device_type = self.model.device.type
-        with torch.autocast(device_type, dtype=torch.float16, enabled=self.amp):
-            raw, padded_size = next(self.model.frame_outputs([image]))
-        logits, masks, embds = (raw[key][0].float() for key in RAW_OUTPUT_KEYS)
-        return (logits, masks, embds), padded_size
+        with torch.autocast(self.model.device.type, dtype=torch.float16, enabled=self.amp):
+            window = next(self.model.frame_outputs([image]))
+        (outputs,) = window.frames()
+        return outputs.float(), window
+
+
+def _class_metadata(cfg: CfgNode) -> Metadata | None:
+    """Metadata of the config's first test (or train) dataset with the model's classes."""
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    for name in (*cfg.DATASETS.TEST, *cfg.DATASETS.TRAIN):
+        metadata = MetadataCatalog.get(name)
+        if len(metadata.get("thing_classes", ())) == num_classes:
+            return metadata
+    return None
 
 
 def _check_frame(frame: object, index: int, size: tuple[int, int] | None) -> None:

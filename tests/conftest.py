@@ -19,7 +19,7 @@ def parity_fixture() -> dict:
 
 @pytest.fixture(scope="session")
 def parity_cfg(parity_fixture):
-    from minvis.setup_config import build_config
+    from minvis.config import build_config
 
     return build_config(
         str(CONFIGS / parity_fixture["base_config"]),

@@ -4,9 +4,9 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from minvis.disk_tensors import DiskTensorList
-from minvis.inference import VideoResultAccumulator
-from minvis.video_model import VideoInputError
+from minvis.inference import FrameOutputs, MaskGeometry, VideoResultAccumulator
+from minvis.inference.disk_tensors import DiskTensorList
+from minvis.modeling import VideoInputError
 
 
 def test_disk_tensor_list_round_trips_exactly():
@@ -30,10 +30,10 @@ def test_spilled_accumulator_gives_identical_results(parity_fixture):
     sizes = {"image_size": (96, 128), "padded_size": (96, 128), "output_size": (120, 160)}
     results = []
     for spill in (False, True):
-        accumulator = VideoResultAccumulator(**sizes, spill_to_disk=spill)
+        accumulator = VideoResultAccumulator(MaskGeometry(**sizes), spill_to_disk=spill)
         for frame in zip(raw["pred_logits"], raw["pred_masks"], raw["pred_embds"]):
-            accumulator.add_frame(*frame)
-        results.append(accumulator.finalize())
+            accumulator.add_frame(FrameOutputs(*frame))
+        results.append(accumulator.finalize().to_dict())
     in_memory, on_disk = results
     assert on_disk["pred_scores"] == in_memory["pred_scores"]
     assert on_disk["pred_labels"] == in_memory["pred_labels"]

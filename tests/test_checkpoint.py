@@ -10,7 +10,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from minvis.checkpoint import CheckpointLoadError, MinVISCheckpointer
+from minvis.modeling import CheckpointLoadError, MinVISCheckpointer
 
 
 @pytest.fixture()

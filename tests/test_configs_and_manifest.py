@@ -6,7 +6,7 @@ import pytest
 from conftest import CONFIGS, FIXTURES
 from detectron2.modeling import build_model
 
-from minvis.setup_config import build_config
+from minvis.config import build_config
 
 ALL_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-"))
 MANIFEST = json.loads((FIXTURES / "official_state_dict_manifest.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from minvis.data.synthetic import SyntheticSpec, render_video, video_rng, write_video_file
-from minvis.evaluation.submission import load_results
+from minvis.ytvis_format import load_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo" / "demo.py"

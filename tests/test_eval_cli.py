@@ -1,4 +1,4 @@
-"""tools/eval_results.py run as a user would: a subprocess on files."""
+"""tools/eval/eval_results.py run as a user would: a subprocess on files."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ RESULTS = FIXTURES / "evalcase_s0.results.json"
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(ROOT / "tools" / "eval_results.py"), *map(str, args)]
+    command = [sys.executable, str(ROOT / "tools" / "eval" / "eval_results.py"), *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
 
 

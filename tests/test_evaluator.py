@@ -10,15 +10,17 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 from conftest import CONFIGS
+from helpers import encode_mask
 from PIL import Image
 from torch import nn
 
+from minvis.config import build_config
 from minvis.data import register_ytvis_instances, ytvis_metadata
 from minvis.engine import Trainer, launch
 from minvis.evaluation.evaluator import YTVISEvaluator
-from minvis.evaluation.submission import encode_mask, encode_masks, load_results
 from minvis.evaluation.ytvis_metric import evaluate_ytvis
-from minvis.setup_config import build_config
+from minvis.inference import VideoResult
+from minvis.ytvis_format import load_results
 
 H, W = 8, 10
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]  # contiguous labels 0, 1
@@ -88,14 +90,16 @@ def dense_output(instances: list[tuple[float, int, np.ndarray]]) -> dict:
     }
 
 
-def rle_output(instances: list[tuple[float, int, np.ndarray]]) -> dict:
-    """The ``output_rle`` form: frames encoded one at a time, then regrouped per instance."""
-    output = dense_output(instances)
-    masks = np.stack([m for _, _, m in instances])  # [k, T, H, W]
-    per_frame = [encode_masks(masks[:, t]) for t in range(masks.shape[1])]
-    output["pred_segmentations"] = [list(segms) for segms in zip(*per_frame)]
-    del output["pred_masks"]
-    return output
+def rle_output(instances: list[tuple[float, int, np.ndarray]]) -> VideoResult:
+    """The model's typed result (``track_video``): the evaluator encodes it one frame at a time."""
+    masks = torch.from_numpy(np.stack([m for _, _, m in instances]))  # [k, T, H, W]
+    return VideoResult(
+        image_size=(H, W),
+        scores=[score for score, _, _ in instances],
+        labels=[label for _, label, _ in instances],
+        num_frames=masks.shape[1],
+        mask_frames=lambda: iter(masks.unbind(1)),
+    )
 
 
 def perfect_outputs(make=dense_output) -> dict[int, dict]:
@@ -221,18 +225,21 @@ def test_entries_are_gathered_to_the_main_process(tmp_path: Path) -> None:
 
 
 class ReplayModel(nn.Module):
-    """Stands in for VideoMaskFormer_frame: returns PERFECT in the form ``output_rle`` asks for."""
+    """Stands in for VideoMaskFormer_frame: returns PERFECT as a dict (``forward``) or as
+    the typed result (``track_video``), and records which one was asked for."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.output_rle = False
-        self.seen_output_rle: list[bool] = []
+        self.calls: list[str] = []
 
     def forward(self, batched_inputs: list[dict]) -> dict:
         (video,) = batched_inputs
-        self.seen_output_rle.append(self.output_rle)
-        make = rle_output if self.output_rle else dense_output
-        return make(PERFECT[video["video_id"]])
+        self.calls.append("forward")
+        return dense_output(PERFECT[video["video_id"]])
+
+    def track_video(self, video: dict) -> VideoResult:
+        self.calls.append("track_video")
+        return rle_output(PERFECT[video["video_id"]])
 
 
 def test_trainer_test_evaluates_with_rle_outputs_and_writes_the_zip(tmp_path: Path) -> None:
@@ -248,5 +255,5 @@ def test_trainer_test_evaluates_with_rle_outputs_and_writes_the_zip(tmp_path: Pa
     model = ReplayModel()
     result = Trainer.test(cfg, model)
     assert result["segm"]["AP"] == pytest.approx(100.0)
-    assert model.seen_output_rle == [True, True] and model.output_rle is False
+    assert model.calls == ["track_video", "track_video"] and model.training
     assert len(load_results(tmp_path / "run" / "inference" / "results.zip")) == 3

@@ -1,4 +1,4 @@
-"""Identity switches of tools/benchmark_tracking.py on hand-built tracks."""
+"""Identity switches of tools/benchmarks/benchmark_tracking.py on hand-built tracks."""
 
 import numpy as np
 

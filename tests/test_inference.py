@@ -6,21 +6,24 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import paper_exact_video_results
 from pycocotools import mask as mask_util
 
 from minvis.inference import (
+    FrameOutputs,
     MaskGeometry,
-    StreamingVideoPredictor,
+    OnlineTrackScorer,
     VideoResultAccumulator,
-    paper_exact_video_results,
     select_top_k,
 )
-from minvis.tracker import QueryTracker
+from minvis.tracking import QueryTracker
 
 FIXTURE = (
     Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "parity_ytvis19_r50tiny_s0.pth"
 )
 SIZES = {"image_size": (96, 128), "padded_size": (96, 128), "output_size": (120, 160)}
+GEOMETRY = MaskGeometry(**SIZES)
+SMALL = MaskGeometry(image_size=(8, 8), padded_size=(8, 8), output_size=(4, 4))
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +67,10 @@ def test_paper_exact_matches_official(parity: dict[str, Any]) -> None:
 
 def test_accumulator_matches_paper_exact(parity: dict[str, Any]) -> None:
     logits, masks, embds = raw_frames(parity)
-    accumulator = VideoResultAccumulator(**SIZES, top_k=10)
+    accumulator = VideoResultAccumulator(GEOMETRY, top_k=10)
     for frame in zip(logits, masks, embds, strict=True):
-        accumulator.add_frame(*frame)
-    result = accumulator.finalize()
+        accumulator.add_frame(FrameOutputs(*frame))
+    result = accumulator.finalize().to_dict()
     assert_matches_reference(result, parity["output"])
     exact = paper_exact_video_results(logits, masks, embds, **SIZES, top_k=10)
     assert result["pred_scores"] == exact["pred_scores"]
@@ -85,15 +88,16 @@ def encode_rle(frame_masks: torch.Tensor) -> list[dict[str, Any]]:
 
 def test_accumulator_streams_encoded_frames(parity: dict[str, Any]) -> None:
     logits, masks, embds = raw_frames(parity)
-    accumulator = VideoResultAccumulator(**SIZES, top_k=10)
+    accumulator = VideoResultAccumulator(GEOMETRY, top_k=10)
     for frame in zip(logits, masks, embds, strict=True):
-        accumulator.add_frame(*frame)
-    dense = accumulator.finalize()
-    encoded = accumulator.finalize_encoded(encode_rle)
-    assert "pred_masks" not in encoded
-    assert encoded["pred_scores"] == dense["pred_scores"]
-    assert encoded["pred_labels"] == dense["pred_labels"]
-    for rles, mask in zip(encoded["pred_segmentations"], dense["pred_masks"], strict=True):
+        accumulator.add_frame(FrameOutputs(*frame))
+    result = accumulator.finalize()
+    dense = result.to_dict()
+    per_frame = [encode_rle(frame) for frame in result.frame_masks()]  # T x k RLE
+    encoded = [list(instance) for instance in zip(*per_frame)]  # k x T RLE
+    assert result.scores == dense["pred_scores"]
+    assert result.labels == dense["pred_labels"]
+    for rles, mask in zip(encoded, dense["pred_masks"], strict=True):
         assert len(rles) == logits.shape[0]
         decoded = torch.from_numpy(mask_util.decode(rles)).permute(2, 0, 1).bool()
         assert torch.equal(decoded, mask)
@@ -125,7 +129,7 @@ def test_select_top_k_labels_and_tracks() -> None:
     with pytest.raises(ValueError, match="top_k"):
         select_top_k(probabilities, -1)
     with pytest.raises(ValueError, match="top_k"):
-        VideoResultAccumulator(**SIZES, top_k=-1)
+        VideoResultAccumulator(GEOMETRY, top_k=-1)
 
 
 def test_geometry_crops_padding_before_resizing() -> None:
@@ -143,9 +147,9 @@ def test_geometry_crops_padding_before_resizing() -> None:
 def test_streaming_uses_the_same_tracks(parity: dict[str, Any]) -> None:
     logits, masks, embds = raw_frames(parity)
     tracker = QueryTracker()
-    predictor = StreamingVideoPredictor(**SIZES, score_threshold=0.0)
+    predictor = OnlineTrackScorer(GEOMETRY, score_threshold=0.0)
     for t, frame in enumerate(zip(logits, masks, embds, strict=True)):
-        instances = predictor.step(*frame)
+        instances = predictor.step(FrameOutputs(*frame))
         assert instances.frame_index == t
         assert torch.equal(instances.permutation, tracker.step(frame[2]))
         assert all(m.any() for m in instances.masks)
@@ -175,26 +179,24 @@ def synthetic_video() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
 
 
 def test_streaming_reports_births_and_deaths_with_stable_ids() -> None:
-    predictor = StreamingVideoPredictor(
-        image_size=(8, 8), padded_size=(8, 8), output_size=(4, 4), score_threshold=0.5
+    predictor = OnlineTrackScorer(
+        SMALL, score_threshold=0.5
     )
-    reported = [predictor.step(*frame) for frame in synthetic_video()]
+    reported = [predictor.step(FrameOutputs(*frame)) for frame in synthetic_video()]
     assert [r.track_ids.tolist() for r in reported] == [[0], [0, 2], [2], [0, 2]]
     assert [r.labels.tolist() for r in reported] == [[0], [0, 1], [1], [0, 1]]
     assert all((r.scores >= 0.5).all() and r.masks.shape[1:] == (4, 4) for r in reported)
-    silent = StreamingVideoPredictor(
-        image_size=(8, 8), padded_size=(8, 8), output_size=(4, 4), score_threshold=1.01
+    silent = OnlineTrackScorer(
+        SMALL, score_threshold=1.01
     )
-    assert all(len(silent.step(*frame).track_ids) == 0 for frame in synthetic_video())
+    assert all(len(silent.step(FrameOutputs(*frame)).track_ids) == 0 for frame in synthetic_video())
 
 
 def test_synthetic_video_result_follows_tracks() -> None:
-    accumulator = VideoResultAccumulator(
-        image_size=(8, 8), padded_size=(8, 8), output_size=(4, 4), top_k=2
-    )
+    accumulator = VideoResultAccumulator(SMALL, top_k=2)
     for frame in synthetic_video():
-        accumulator.add_frame(*frame)
-    result = accumulator.finalize()
+        accumulator.add_frame(FrameOutputs(*frame))
+    result = accumulator.finalize().to_dict()
     by_label = dict(zip(result["pred_labels"], result["pred_masks"], strict=True))
     assert by_label[0].flatten(1).any(dim=1).tolist() == [True, True, False, True]
     assert by_label[1].flatten(1).any(dim=1).tolist() == [False, True, True, True]
@@ -210,7 +212,7 @@ def test_zero_frames() -> None:
             torch.zeros(0, Q, K + 1), torch.zeros(0, Q, H, W), torch.zeros(0, Q, C), **SIZES
         )
     with pytest.raises(ValueError, match="no frames"):
-        VideoResultAccumulator(**SIZES).finalize()
+        VideoResultAccumulator(GEOMETRY).finalize()
 
 
 def test_malformed_stacks_and_frames() -> None:
@@ -222,7 +224,7 @@ def test_malformed_stacks_and_frames() -> None:
         paper_exact_video_results(*GOOD_FRAME, **SIZES)
     logits, masks, _ = GOOD_FRAME
     with pytest.raises(ValueError, match="in one frame"):
-        VideoResultAccumulator(**SIZES).add_frame(logits, masks, torch.rand(Q + 1, C))
+        VideoResultAccumulator(GEOMETRY).add_frame(FrameOutputs(logits, masks, torch.rand(Q + 1, C)))
 
 
 @pytest.mark.parametrize(
@@ -236,11 +238,11 @@ def test_malformed_stacks_and_frames() -> None:
     ids=["mask-size", "classes", "queries", "channels"],
 )
 def test_shapes_must_stay_constant(bad_frame: tuple[torch.Tensor, ...]) -> None:
-    accumulator = VideoResultAccumulator(**SIZES)
-    accumulator.add_frame(*GOOD_FRAME)
+    accumulator = VideoResultAccumulator(GEOMETRY)
+    accumulator.add_frame(FrameOutputs(*GOOD_FRAME))
     with pytest.raises(ValueError, match="constant within a video"):
-        accumulator.add_frame(*bad_frame)
-    predictor = StreamingVideoPredictor(**SIZES)
-    predictor.step(*GOOD_FRAME)
+        accumulator.add_frame(FrameOutputs(*bad_frame))
+    predictor = OnlineTrackScorer(GEOMETRY)
+    predictor.step(FrameOutputs(*GOOD_FRAME))
     with pytest.raises(ValueError, match="constant within a video"):
-        predictor.step(*bad_frame)
+        predictor.step(FrameOutputs(*bad_frame))

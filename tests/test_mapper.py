@@ -10,6 +10,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
 
+from minvis.config import build_config
 from minvis.data import (
     YTVISDatasetMapper,
     build_ytvis_test_loader,
@@ -19,7 +20,6 @@ from minvis.data import (
 from minvis.data.augmentation import PerClip, augment_clip
 from minvis.data.mapper import segmentation_to_mask
 from minvis.data.synthetic import SyntheticSpec, write_split
-from minvis.setup_config import build_config
 
 H, W, LENGTH = 64, 80, 12
 

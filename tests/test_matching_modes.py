@@ -5,16 +5,18 @@ import math
 import pytest
 import torch
 
-from minvis.config import tracking_options
-from minvis.inference import StreamingVideoPredictor, VideoResultAccumulator
-from minvis.matching_costs import (
+from minvis.config import build_config
+from minvis.inference import FrameOutputs, MaskGeometry, OnlineTrackScorer, VideoResultAccumulator
+from minvis.modeling import tracking_options
+from minvis.tracking import (
+    PAPER_TRACKING,
     FrameQueries,
     MaskOverlapCost,
     QueryCost,
+    QueryTracker,
+    TrackingOptions,
     matching_cost_terms,
 )
-from minvis.setup_config import build_config
-from minvis.tracker import PAPER_TRACKING, QueryTracker, TrackingOptions
 
 WEIGHTS = {"class_weight": 2.0, "mask_weight": 5.0, "dice_weight": 5.0}  # the R50 config's
 LOGIT = 6.0
@@ -108,11 +110,11 @@ def test_accumulator_and_streaming_follow_the_mode() -> None:
     # Track 1 starts on the right; does it stay there on frame 1?
     for mode, stays_right in (("query", False), ("heuristic", True)):
         options = tracker(mode).options
-        accumulator = VideoResultAccumulator(**SIZES, top_k=2, tracking=options)
-        streaming = StreamingVideoPredictor(**SIZES, score_threshold=0.0, tracking=options)
+        accumulator = VideoResultAccumulator(MaskGeometry(**SIZES), top_k=2, tracking=options)
+        streaming = OnlineTrackScorer(MaskGeometry(**SIZES), score_threshold=0.0, tracking=options)
         for frame in (FRAME0, FRAME1):
-            accumulator.add_frame(*frame)
-            instances = streaming.step(*frame)
+            accumulator.add_frame(FrameOutputs(*frame))
+            instances = streaming.step(FrameOutputs(*frame))
         tracks = accumulator.selection().tracks
         assert sorted(tracks.tolist()) == [0, 1]
         masks = torch.stack(list(accumulator.iter_frame_masks(tracks)), dim=1)  # [k, T, H, W]

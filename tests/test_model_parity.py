@@ -29,9 +29,10 @@ def test_raw_per_frame_outputs_match_official(model, parity_fixture, window):
     model.window_inference, model.window_size = window, 3  # 3 does not divide T = 8
     frames = [f.float() for f in parity_fixture["input"]["frames"]]
     with torch.no_grad():
-        chunks = [raw for raw, _ in model.frame_outputs(frames)]
+        chunks = list(model.frame_outputs(frames))
+    fields = {"pred_logits": "logits", "pred_masks": "masks", "pred_embds": "embds"}  # official keys
     for key, reference in parity_fixture["raw"].items():
-        ours = torch.cat([c[key] for c in chunks])
+        ours = torch.cat([getattr(c, fields[key]) for c in chunks])
         assert ours.shape == reference.shape
         assert (ours - reference).abs().max().item() < RAW_TOLERANCE, key
 
@@ -64,7 +65,7 @@ def test_video_output_matches_official(model, parity_fixture, window):
 
 
 def test_bad_videos_get_clear_errors(model):
-    from minvis.video_model import VideoInputError
+    from minvis.modeling import VideoInputError
 
     with pytest.raises(VideoInputError, match="no frames"):
         model([{"image": [], "height": 10, "width": 10}])

@@ -6,8 +6,8 @@ from conftest import CONFIGS
 from detectron2.modeling import build_model
 from torch import nn
 
+from minvis.config import build_config
 from minvis.engine.optimizer import build_optimizer
-from minvis.setup_config import build_config
 
 TINY_CONFIG = CONFIGS / "tiny" / "minvis_tiny_synthetic.yaml"
 BASE_LR, BACKBONE_MULTIPLIER = 1e-3, 0.1

@@ -8,13 +8,12 @@ import psutil
 import pytest
 import torch
 
-from minvis.checkpoint import CheckpointLoadError
+from minvis.config import build_config
 from minvis.data.video_io import open_frame_source
 from minvis.inference import class_probabilities
+from minvis.modeling import CheckpointLoadError, VideoInputError
 from minvis.predictor import VideoPredictor
-from minvis.setup_config import build_config
-from minvis.tracker import QueryTracker
-from minvis.video_model import VideoInputError
+from minvis.tracking import QueryTracker
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"
@@ -32,7 +31,7 @@ def _parity_predictor(parity_cfg, weights: Path) -> VideoPredictor:
     cfg = parity_cfg.clone()
     # The fixture frames are already at model input size (96x128): keep them as they are.
     cfg.merge_from_list(["MODEL.WEIGHTS", str(weights), "INPUT.MIN_SIZE_TEST", 96])
-    return VideoPredictor(cfg, score_threshold=0.0)
+    return VideoPredictor.from_config(cfg, score_threshold=0.0)
 
 
 def test_streaming_tracks_equal_the_paper_exact_tracks(parity_fixture, parity_cfg, parity_weights):
@@ -61,14 +60,14 @@ def test_streaming_tracks_equal_the_paper_exact_tracks(parity_fixture, parity_cf
 def test_weights_errors_name_the_file(parity_cfg, parity_weights, tmp_path):
     missing = tmp_path / "nowhere.pth"
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
-        VideoPredictor(build_config(str(TINY_CONFIG), ["MODEL.WEIGHTS", str(missing)]))
+        VideoPredictor.from_config(build_config(str(TINY_CONFIG), ["MODEL.WEIGHTS", str(missing)]))
     # A checkpoint of another architecture (the parity model) does not fit the tiny config.
     with pytest.raises(CheckpointLoadError, match="parity.pth: the checkpoint does not match"):
-        VideoPredictor(build_config(str(TINY_CONFIG), ["MODEL.WEIGHTS", str(parity_weights)]))
+        VideoPredictor.from_config(build_config(str(TINY_CONFIG), ["MODEL.WEIGHTS", str(parity_weights)]))
 
 
 def test_bad_frames_are_rejected():
-    predictor = VideoPredictor(build_config(str(TINY_CONFIG), []))
+    predictor = VideoPredictor.from_config(build_config(str(TINY_CONFIG), []))
     frame = np.zeros((64, 80, 3), dtype=np.uint8)
     with pytest.raises(VideoInputError, match=r"frame 1 has size \(32, 80\)"):
         list(predictor([frame, frame[:32]]))
@@ -78,7 +77,7 @@ def test_bad_frames_are_rejected():
 
 def test_preprocessing_matches_the_test_mapper():
     cfg = build_config(str(TINY_CONFIG), ["INPUT.MIN_SIZE_TEST", 64, "INPUT.FORMAT", "BGR"])
-    predictor = VideoPredictor(cfg)
+    predictor = VideoPredictor.from_config(cfg)
     frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     image = predictor.preprocess(frame)
     assert image.dtype == torch.uint8 and image.shape == (3, 64, 85)  # shortest edge 64
@@ -92,7 +91,7 @@ def _rss_mb() -> float:
 @pytest.mark.slow  # all 795 frames of vtest.avi: ~30 s idle, many minutes on a busy CPU
 def test_memory_is_flat_over_a_long_video():
     """All 795 frames of vtest.avi (576x768) through the tiny model: RSS stays flat (~30 s)."""
-    predictor = VideoPredictor(build_config(str(TINY_CONFIG), []), score_threshold=0.0)
+    predictor = VideoPredictor.from_config(build_config(str(TINY_CONFIG), []), score_threshold=0.0)
     rss = {}
     reported = 0
     for result in predictor(open_frame_source(VTEST)):
@@ -105,7 +104,7 @@ def test_memory_is_flat_over_a_long_video():
 
 def test_streaming_does_not_hold_the_video():
     """The predictor pulls frames lazily: results arrive before the source is exhausted."""
-    predictor = VideoPredictor(build_config(str(TINY_CONFIG), []))
+    predictor = VideoPredictor.from_config(build_config(str(TINY_CONFIG), []))
     pulled = 0
 
     def frames():

@@ -10,7 +10,7 @@ import pytest
 
 from minvis.data.sampling import sample_clip_frames, subsampled_frame_indices
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "subsample_annotations.py"
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "data" / "subsample_annotations.py"
 subsample_main = runpy.run_path(str(TOOL))["main"]
 
 # Hand-computed: n = max(round(L * r), 1) with round-half-to-even; n == 1 -> L // 2;

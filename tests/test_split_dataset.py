@@ -1,4 +1,4 @@
-"""Local train/val splits: minvis.data.split, tools/split_dataset.py and their registration."""
+"""Local train/val splits: minvis.data.split, tools/data/split_dataset.py and their registration."""
 
 import json
 import os
@@ -13,10 +13,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from minvis.data import datasets_root, register_ytvis_instances
 from minvis.data.split import num_val_videos, register_split, split_videos
-from minvis.evaluation.submission import YTVISFormatError
+from minvis.ytvis_format import YTVISFormatError
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "split_dataset.py"
+TOOL = ROOT / "tools" / "data" / "split_dataset.py"
 split_main = runpy.run_path(str(TOOL))["main"]
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import encode_mask
 from pycocotools import mask as mask_utils
 
-from minvis.evaluation.submission import (
+from minvis.ytvis_format import (
     SubmissionWriter,
     YTVISFormatError,
-    encode_mask,
     encode_masks,
     load_results,
     validate_results,

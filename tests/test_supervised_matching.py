@@ -9,9 +9,13 @@ from detectron2.structures import BitMasks, Instances
 
 from mask2former.criterion import SetCriterion
 from mask2former.matcher import HungarianMatcher
+from minvis.config import build_config
 from minvis.data.mapper import YTVISDatasetMapper
-from minvis.setup_config import build_config
-from minvis.supervised_matching import matched_query_pairs, pair_hinge_terms, supervised_matching_loss
+from minvis.modeling.supervised_matching import (
+    matched_query_pairs,
+    pair_hinge_terms,
+    supervised_matching_loss,
+)
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"
 

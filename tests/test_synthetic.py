@@ -13,7 +13,7 @@ import pytest
 from minvis.data import load_ytvis_json
 from minvis.data.synthetic import SyntheticSpec, render_video, video_rng, write_split
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "make_synthetic_ytvis.py"
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "data" / "make_synthetic_ytvis.py"
 SPEC = SyntheticSpec(num_frames=8, height=48, width=64)
 
 

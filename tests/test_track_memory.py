@@ -3,11 +3,10 @@
 import pytest
 import torch
 
-from minvis.config import tracking_options
-from minvis.inference import StreamingVideoPredictor, VideoResultAccumulator
-from minvis.matching_costs import matching_cost_terms
-from minvis.setup_config import build_config
-from minvis.tracker import NO_QUERY, QueryTracker, TrackingOptions
+from minvis.config import build_config
+from minvis.inference import FrameOutputs, MaskGeometry, OnlineTrackScorer, VideoResultAccumulator
+from minvis.modeling import tracking_options
+from minvis.tracking import NO_QUERY, QueryTracker, TrackingOptions, matching_cost_terms
 
 LOGIT = 6.0
 SIZES = {"image_size": (2, 4), "padded_size": (2, 4), "output_size": (2, 4)}
@@ -63,10 +62,10 @@ def test_refused_match_keeps_the_slot_for_reentry() -> None:
 
 
 def test_accumulator_outputs_stay_well_formed() -> None:
-    accumulator = VideoResultAccumulator(**SIZES, top_k=4, tracking=REFUSING)
+    accumulator = VideoResultAccumulator(MaskGeometry(**SIZES), top_k=4, tracking=REFUSING)
     for frame in FRAMES:
-        accumulator.add_frame(*frame)
-    result = accumulator.finalize()
+        accumulator.add_frame(FrameOutputs(*frame))
+    result = accumulator.finalize().to_dict()
     assert len(result["pred_masks"]) == 4
     assert all(mask.shape == (3, 2, 4) and mask.dtype == torch.bool for mask in result["pred_masks"])
     selection = accumulator.selection()
@@ -82,8 +81,8 @@ def test_accumulator_outputs_stay_well_formed() -> None:
 
 
 def test_streaming_ids_survive_the_absence() -> None:
-    predictor = StreamingVideoPredictor(**SIZES, score_threshold=0.5, tracking=REFUSING)
-    ids = [predictor.step(*frame).track_ids.tolist() for frame in FRAMES]
+    predictor = OnlineTrackScorer(MaskGeometry(**SIZES), score_threshold=0.5, tracking=REFUSING)
+    ids = [predictor.step(FrameOutputs(*frame)).track_ids.tolist() for frame in FRAMES]
     assert ids == [[0, 1], [1, 3], [0, 1]]
 
 

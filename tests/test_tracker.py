@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
+from helpers import match_embeddings
 
-from minvis.tracker import QueryTracker, match_embeddings
+from minvis.tracking import QueryTracker
 
 
 def basis(dim: int, *rows: int) -> torch.Tensor:
@@ -96,10 +97,10 @@ def test_matches_previous_aligned_frame_not_first() -> None:
     assert match_embeddings(first, rotated([100, 220, 340])).tolist() == [2, 0, 1]
 
 
-def test_reset_starts_new_tracks() -> None:
+def test_a_new_tracker_starts_new_tracks() -> None:
     tracker = QueryTracker()
     tracker.step(basis(3, 0, 1, 2))
-    tracker.reset()
+    tracker = QueryTracker()  # one tracker per video
     assert tracker.aligned_embeddings is None
     assert tracker.step(basis(3, 2, 1, 0)).tolist() == [0, 1, 2]
 

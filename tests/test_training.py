@@ -20,7 +20,7 @@ import torch
 from conftest import CONFIGS, REPO
 
 from minvis.data.synthetic import SyntheticSpec, write_split
-from minvis.evaluation.submission import load_results, validate_results
+from minvis.ytvis_format import load_results, validate_results
 
 TINY_CONFIG = CONFIGS / "tiny" / "minvis_tiny_synthetic.yaml"
 SHORT_RUN = [

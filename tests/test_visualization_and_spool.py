@@ -5,10 +5,10 @@ import pytest
 import torch
 from pycocotools import mask as mask_util
 
-from minvis.evaluation.submission import validate_result_entry
 from minvis.evaluation.track_spool import TrackSpool
 from minvis.inference import FrameInstances
 from minvis.visualization import draw_instances, track_color
+from minvis.ytvis_format import validate_result_entry
 
 
 def frame_instances(

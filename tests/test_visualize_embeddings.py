@@ -1,11 +1,11 @@
-"""tools/visualize_embeddings.py writes a t-SNE plot for a tiny random model on a synthetic video."""
+"""tools/analysis/visualize_embeddings.py writes a t-SNE plot for a tiny random model on a synthetic video."""
 
 import importlib.util
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO / "tools" / "visualize_embeddings.py"
+TOOL = REPO / "tools" / "analysis" / "visualize_embeddings.py"
 TINY = REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -35,8 +35,9 @@ def test_queries_are_assigned_to_present_instances_only() -> None:
     import torch
     from detectron2.modeling import build_model
 
+    from minvis.config import build_config
     from minvis.data.synthetic import SyntheticSpec
-    from minvis.setup_config import build_config
+    from minvis.inference import FrameOutputs
 
     tool = load_tool()
     cfg = build_config(str(TINY), ["INPUT.MIN_SIZE_TEST", 48, "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64])
@@ -52,8 +53,10 @@ def test_queries_are_assigned_to_present_instances_only() -> None:
         assigned = [g for g in assignments[t].tolist() if g != tool.UNASSIGNED]
         assert sorted(assigned) == sorted(present)  # each present instance gets one query
     # A frame without any visible instance leaves every query unassigned.
+    q = num_queries
     empty = tool.frame_assignment(
-        model.criterion.matcher, torch.zeros(num_queries, 5), torch.zeros(num_queries, 12, 16),
+        model.criterion.matcher,
+        FrameOutputs(torch.zeros(q, 5), torch.zeros(q, 12, 16), torch.zeros(q, 1)),
         video.masks[:, 0] & False, video.labels, (48, 64), (64, 64),
     )  # fmt: skip
     assert (empty == tool.UNASSIGNED).all()

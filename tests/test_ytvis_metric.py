@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from minvis.evaluation.submission import YTVISFormatError, encode_masks
 from minvis.evaluation.ytvis_metric import STAT_NAMES, evaluate_ytvis
+from minvis.ytvis_format import YTVISFormatError, encode_masks
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 H, W = 20, 20

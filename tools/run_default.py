@@ -52,7 +52,7 @@ def main() -> None:
     run(
         "write the synthetic dataset and demo video",
         [
-            python, "tools/make_synthetic_ytvis.py", "--root", str(datasets / "synthetic_ytvis"),
+            python, "tools/data/make_synthetic_ytvis.py", "--root", str(datasets / "synthetic_ytvis"),
             "--splits", f"train={args.train_videos}", f"val={args.val_videos}",
             "--seed", str(args.seed), "--video-out", str(demo_video), "--video-frames", "60",
         ],

@@ -6,8 +6,8 @@ Files are expected under ``$DETECTRON2_DATASETS`` (default ``./datasets``)::
     ytvis_2021/{train,valid,test}/JPEGImages/   ytvis_2021/{train,valid,test}.json
     ovis/{train,valid,test}/                    ovis/annotations/annotations_{train,valid,test}.json
 
-and the synthetic set of ``tools/make_synthetic_ytvis.py`` under ``synthetic_ytvis/``.
-Local train/val splits of each train set written by ``tools/split_dataset.py`` to
+and the synthetic set of ``tools/data/make_synthetic_ytvis.py`` under ``synthetic_ytvis/``.
+Local train/val splits of each train set written by ``tools/data/split_dataset.py`` to
 ``ytvis_2019/splits/``, ``ytvis_2021/splits/`` or ``ovis/splits/`` are registered as
 ``{ytvis_2019,ytvis_2021,ovis}_local{train,val}`` (see :mod:`minvis.data.split`).
 Registration reads no file; a dataset's JSON is read when it is first used.
@@ -134,7 +134,7 @@ def register_all_builtin(root: str) -> None:
 def register_synthetic_ytvis(
     root: str, prefix: str = "synthetic_ytvis", splits: Iterable[str] = ("train", "val")
 ) -> list[str]:
-    """Register a dataset written by ``tools/make_synthetic_ytvis.py --root ROOT``.
+    """Register a dataset written by ``tools/data/make_synthetic_ytvis.py --root ROOT``.
 
     Split ``s`` becomes ``{prefix}_{s}`` with frames under ``ROOT/s/JPEGImages`` and
     annotations in ``ROOT/s.json``. Returns the registered names.

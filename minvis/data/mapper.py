@@ -13,15 +13,29 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
-from ..config import training_clip_sampling
 from .augmentation import augment_clip, build_augmentation
 from .preprocess import image_to_tensor
 from .sampling import sample_clip_frames
 from .ytvis import YTVISFormatError
 
-__all__ = ["YTVISDatasetMapper", "segmentation_to_mask"]
+__all__ = ["YTVISDatasetMapper", "segmentation_to_mask", "training_clip_sampling"]
 
 logger = logging.getLogger(__name__)
+
+SUPERVISED_MATCHING_FRAMES = 2  # the supervised matching loss compares a pair of frames
+
+
+def training_clip_sampling(cfg: CfgNode) -> tuple[int, int]:
+    """``(frames per training clip, max distance to the reference frame)``.
+
+    ``INPUT.SAMPLING_FRAME_{NUM,RANGE}``; with supervised matching a pair of frames at
+    most ``SUPERVISED_MATCHING.FRAME_RANGE`` apart (``<= 0``: ``INPUT.SAMPLING_FRAME_RANGE``).
+    """
+    supervised = cfg.MODEL.MINVIS.SUPERVISED_MATCHING
+    if not supervised.ENABLED:
+        return cfg.INPUT.SAMPLING_FRAME_NUM, cfg.INPUT.SAMPLING_FRAME_RANGE
+    frame_range = supervised.FRAME_RANGE if supervised.FRAME_RANGE > 0 else cfg.INPUT.SAMPLING_FRAME_RANGE
+    return SUPERVISED_MATCHING_FRAMES, frame_range
 
 
 def segmentation_to_mask(
@@ -94,7 +108,7 @@ class YTVISDatasetMapper:
         *,
         augmentations: Sequence[T.Augmentation],
         image_format: str,
-        sampling_frame_num: int = 1,
+        sampling_frame_num: int = 2,
         sampling_frame_range: int = 20,
         sampling_frame_shuffle: bool = False,
         sampling_frame_ratio: float = 1.0,

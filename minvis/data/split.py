@@ -3,7 +3,7 @@
 The validation ground truth of YouTube-VIS and OVIS is not public, so local AP needs
 videos held out of the train set (the MinVIS paper's appendix E splits it 90/10).
 :func:`split_videos` makes such a split, deterministic in ``(val_fraction, seed)``;
-``tools/split_dataset.py`` writes it as ``SPLIT_DIR/train.json`` and ``SPLIT_DIR/val.json``
+``tools/data/split_dataset.py`` writes it as ``SPLIT_DIR/train.json`` and ``SPLIT_DIR/val.json``
 and :func:`register_split` registers the two files under ``{prefix}_localtrain`` and
 ``{prefix}_localval``. Video and annotation ids are kept, so both files use the original
 train image root.
@@ -18,7 +18,7 @@ from typing import Any
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from minvis.evaluation.submission import YTVISFormatError, is_int
+from minvis.ytvis_format import YTVISFormatError, is_int
 
 from .ytvis import register_ytvis_instances
 
@@ -123,7 +123,7 @@ def register_split(
         base: the registered train dataset whose categories the split shares (its
             ``thing_classes``, ``thing_colors`` and category id map are copied), or a
             metadata dict such as :func:`~minvis.data.ytvis.ytvis_metadata` returns.
-        split_dir: the ``--out-dir`` of ``tools/split_dataset.py``.
+        split_dir: the ``--out-dir`` of ``tools/data/split_dataset.py``.
         image_root: the image root of the original train set.
 
     Like :func:`register_ytvis_instances`, this reads no file. Returns the two names.

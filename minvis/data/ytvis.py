@@ -22,7 +22,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-from minvis.evaluation.submission import YTVISFormatError
+from minvis.ytvis_format import YTVISFormatError
 
 logger = logging.getLogger(__name__)
 

@@ -4,18 +4,19 @@ Differences from detectron2 0.6's trainer:
 * processes on CPU are wrapped in DDP without ``device_ids`` (detectron2 0.6 always passes
   the local rank as a CUDA device id);
 * AMP is used on CUDA only (detectron2's AMP trainer requires CUDA);
-* checkpoints load through :class:`~minvis.checkpoint.MinVISCheckpointer` (safe loaders,
+* checkpoints load through :class:`~minvis.modeling.MinVISCheckpointer` (safe loaders,
   missing files are errors);
 * checkpoints hold the optimizer (and AMP grad-scaler) state, so ``--resume`` continues
   AdamW's moments: detectron2 0.6's trainer leaves them out (detectron2 issue #4110,
-  fixed upstream after 0.6 under the same ``_trainer`` key).
+  fixed upstream after 0.6 under the same ``_trainer`` key);
+* evaluation asks the model for its typed video results (``track_video``) instead of the
+  official dicts with dense masks, so the evaluator encodes masks one frame at a time.
 """
 
 import logging
 import os
 import weakref
 from collections import OrderedDict
-from contextlib import contextmanager
 
 import torch
 from detectron2.config import CfgNode
@@ -25,9 +26,11 @@ from detectron2.utils.logger import setup_logger
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoint import MinVISCheckpointer
-from ..data.build import build_ytvis_test_loader, build_ytvis_train_loader
-from ..evaluation.evaluator import YTVISEvaluator
+from minvis.data.build import build_ytvis_test_loader, build_ytvis_train_loader
+from minvis.evaluation.evaluator import YTVISEvaluator
+from minvis.inference import VideoResult
+from minvis.modeling import MinVISCheckpointer
+
 from .optimizer import build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -42,18 +45,19 @@ def wrap_distributed(model: nn.Module) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
-@contextmanager
-def rle_outputs(model: nn.Module):
-    """Let the video model return per-frame RLE instead of dense masks while evaluating."""
-    inner = model.module if isinstance(model, DistributedDataParallel) else model
-    previous = getattr(inner, "output_rle", None)
-    if previous is not None:
-        inner.output_rle = True
-    try:
-        yield
-    finally:
-        if previous is not None:
-            inner.output_rle = previous
+class TrackedVideos(nn.Module):
+    """Evaluation view of a video model: one :class:`~minvis.inference.VideoResult` per
+    input video, from its ``track_video`` (models without one are called as they are)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.module if isinstance(model, DistributedDataParallel) else model
+
+    def forward(self, batched_inputs: list[dict]) -> list[VideoResult] | dict:
+        track_video = getattr(self.model, "track_video", None)
+        if track_video is None:
+            return self.model(batched_inputs)
+        return [track_video(video) for video in batched_inputs]
 
 
 class Trainer(DefaultTrainer):
@@ -76,11 +80,13 @@ class Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    # TrainerBase's, not DefaultTrainer's: detectron2 0.6's omits "_trainer" and upstream's
+    # requires it on load, while checkpoints here resume on both, in either layout.
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "_trainer": self._trainer.state_dict()}
+        return {**TrainerBase.state_dict(self), "_trainer": self._trainer.state_dict()}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
+        TrainerBase.load_state_dict(self, state_dict)
         if "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
         else:
@@ -110,5 +116,4 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None) -> OrderedDict:
-        with rle_outputs(model):
-            return super().test(cfg, model, evaluators)
+        return super().test(cfg, TrackedVideos(model), evaluators)

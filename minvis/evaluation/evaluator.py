@@ -1,9 +1,11 @@
 """``YTVISEvaluator``: submission files and, when ground truth exists, the YouTube-VIS metric.
 
 Per video, the model's instances become server entries with compressed RLE per frame
-(``null`` for empty frames). Dense masks are only ever held for one video, and not even
-that when the model returns ``pred_segmentations`` (per-frame RLE, see
-``VideoMaskFormer_frame.output_rle``). Entries are gathered to the main process, which
+(``null`` for empty frames). The model's output is either its typed
+:class:`~minvis.inference.VideoResult` (what :meth:`Trainer.test
+<minvis.engine.Trainer.test>` asks for: masks are computed and encoded one frame at a
+time, so memory stays bounded on long videos) or the official eval-mode dict (dense
+masks, held for one video). Entries are gathered to the main process, which
 writes ``OUTPUT_DIR/inference/results.json`` and ``results.zip`` (results.json at the
 archive root, as the servers require) and scores them if the dataset is annotated.
 """
@@ -19,19 +21,27 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from ..data.ytvis import ytvis_metadata
-from .submission import SubmissionWriter, encode_masks, zip_results
+from minvis.data.ytvis import ytvis_metadata
+from minvis.inference import VideoResult
+from minvis.ytvis_format import SubmissionWriter, encode_masks, zip_results
+
 from .ytvis_metric import evaluate_ytvis
 
 logger = logging.getLogger(__name__)
 
 
-def video_entries(video_id: int, output: dict, contiguous_to_dataset_id: dict[int, int]) -> list[dict]:
-    """Server entries for one video's model output (dense masks or per-frame RLE)."""
-    if "pred_segmentations" in output:
-        segmentations = output["pred_segmentations"]
+def video_entries(
+    video_id: int, output: VideoResult | dict, contiguous_to_dataset_id: dict[int, int]
+) -> list[dict]:
+    """Server entries for one video's model output (a ``VideoResult`` or the official dict)."""
+    if isinstance(output, VideoResult):
+        scores, labels = output.scores, output.labels
+        # Per frame [k, H, W] bool -> k RLE, regrouped per instance.
+        per_frame = [encode_masks(frame.numpy()) for frame in output.frame_masks()]
+        segmentations = [list(instance) for instance in zip(*per_frame)] if per_frame else []
     else:
-        # [T, H, W] bool per instance -> per frame RLE, one frame at a time.
+        scores, labels = output["pred_scores"], output["pred_labels"]
+        # [T, H, W] bool per instance -> per frame RLE.
         segmentations = [encode_masks(mask.cpu().numpy()) for mask in output["pred_masks"]]
     return [
         {
@@ -40,7 +50,7 @@ def video_entries(video_id: int, output: dict, contiguous_to_dataset_id: dict[in
             "score": float(score),
             "segmentations": list(segms),
         }
-        for score, label, segms in zip(output["pred_scores"], output["pred_labels"], segmentations)
+        for score, label, segms in zip(scores, labels, segmentations)
     ]
 
 
@@ -68,9 +78,9 @@ class YTVISEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._entries = []
 
-    def process(self, inputs: list[dict], outputs: dict | list[dict]) -> None:
-        # The model takes one video per call and returns one dict for it.
-        outputs = [outputs] if isinstance(outputs, dict) else outputs
+    def process(self, inputs: list[dict], outputs: VideoResult | dict | list) -> None:
+        # The model takes one video per call and returns one result for it.
+        outputs = [outputs] if isinstance(outputs, VideoResult | dict) else outputs
         for video, output in zip(inputs, outputs):
             self._entries.extend(video_entries(video["video_id"], output, self._contiguous_to_dataset_id))
 

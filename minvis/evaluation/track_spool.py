@@ -14,9 +14,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from minvis.inference import FrameInstances
+from minvis.ytvis_format import encode_masks
+
 from ..closing import ClosedOnExit
-from ..inference import FrameInstances
-from .submission import encode_masks
 
 __all__ = ["TrackSpool"]
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from minvis.evaluation.submission import YTVISFormatError, is_int, validate_results
+from minvis.ytvis_format import YTVISFormatError, is_int, validate_results
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .matching_costs import unit_rows
+from minvis.tracking import unit_rows
 
 __all__ = ["matched_query_pairs", "pair_hinge_terms", "supervised_matching_loss"]
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Split a YouTube-VIS/OVIS train annotation file by video into local train/val files.
 
-    python tools/split_dataset.py --json datasets/ytvis_2019/train.json \\
+    python tools/data/split_dataset.py --json datasets/ytvis_2019/train.json \\
         --out-dir datasets/ytvis_2019/splits [--val-fraction 0.1] [--seed 0] [--overwrite]
 
 Writes ``OUT_DIR/train.json`` and ``OUT_DIR/val.json``; the split depends only on the
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from minvis.data.split import SPLIT_FILES, split_videos
-from minvis.evaluation.submission import YTVISFormatError, parse_json
+from minvis.ytvis_format import YTVISFormatError, parse_json
 
 
 def main(argv: list[str] | None = None) -> int:

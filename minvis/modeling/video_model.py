@@ -3,11 +3,13 @@
 Training: every sampled frame of every video is an independent image for the
 Mask2Former losses (the paper trains the image model only). Optionally
 (``MODEL.MINVIS.SUPERVISED_MATCHING``) a hinge loss ties each instance's queries across
-the two sampled frames of a video (:mod:`minvis.supervised_matching`).
+the two sampled frames of a video (:mod:`minvis.modeling.supervised_matching`).
 
 Inference: the image model runs on the frames of one video, a window of frames at a
-time; each frame's raw outputs leave the accelerator at once and are tracked by query
-matching (:mod:`minvis.inference`), so accelerator memory does not grow with the video.
+time (:class:`~minvis.inference.WindowOutputs`); each frame's outputs are tracked by
+query matching (:mod:`minvis.tracking`) as they come, so accelerator memory does not
+grow with the video. :meth:`VideoMaskFormer_frame.track_video` returns the typed
+:class:`~minvis.inference.VideoResult`; ``forward`` returns it in the official dict.
 """
 
 import itertools
@@ -21,15 +23,10 @@ from torch import Tensor, nn
 
 from mask2former.criterion import SetCriterion
 from mask2former.matcher import HungarianMatcher
+from minvis.inference import VideoResult, VideoResultAccumulator, WindowOutputs
+from minvis.tracking import PAPER_TRACKING, TrackingOptions, matching_cost_terms
 
-from .config import tracking_options
-from .evaluation.submission import encode_masks
-from .inference import VideoResultAccumulator
 from .supervised_matching import supervised_matching_loss
-from .tracker import PAPER_TRACKING, TrackingOptions
-
-# Per-frame head outputs that tracking and video-level results need.
-RAW_OUTPUT_KEYS = ("pred_logits", "pred_masks", "pred_embds")
 
 
 class VideoInputError(ValueError):
@@ -51,7 +48,6 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         window_inference: bool,
         window_size: int,
         top_k: int,
-        output_rle: bool = False,
         spill_masks_to_disk: bool = False,
         tracking: TrackingOptions = PAPER_TRACKING,
         supervised_matching_weight: float = 0.0,
@@ -67,9 +63,6 @@ class VideoMaskFormer_frame(nn.Module):  # official name
                 at a time instead of on the whole video at once.
             window_size: frames per window.
             top_k: video-level instances returned per video.
-            output_rle: return ``pred_segmentations`` (per instance, a compressed RLE dict
-                or None per frame) instead of dense ``pred_masks``; memory then stays
-                bounded however long the video (used by the evaluator).
             spill_masks_to_disk: keep the per-frame mask logits that the video-level
                 result needs in a temporary file instead of in memory (same results;
                 memory then does not grow with the video, see ``VideoResultAccumulator``).
@@ -90,7 +83,6 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         self.window_inference = window_inference
         self.window_size = window_size
         self.top_k = top_k
-        self.output_rle = output_rle
         self.spill_masks_to_disk = spill_masks_to_disk
         self.tracking = tracking
         self.supervised_matching_weight = supervised_matching_weight
@@ -111,7 +103,6 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             "window_inference": cfg.MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE,
             "window_size": cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE,
             "top_k": cfg.MODEL.MASK_FORMER.TEST.TOP_K,
-            "output_rle": cfg.MODEL.MASK_FORMER.TEST.OUTPUT_RLE,
             "spill_masks_to_disk": cfg.MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK,
             "tracking": tracking_options(cfg),
             "supervised_matching_weight": supervised.WEIGHT if supervised.ENABLED else 0.0,
@@ -129,17 +120,14 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         ``gt_classes``, ``gt_ids``, ``gt_masks``); returns the weighted losses.
 
         Eval: one video ``[{"image": [frames], "height": h, "width": w}]``; returns
-        ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (official format),
-        with ``pred_segmentations`` instead of ``pred_masks`` when ``output_rle``.
+        ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (official format:
+        dense masks; :meth:`track_video` gives the result with masks computed per frame).
         """
         if self.training:
             return self.losses(batched_inputs)
         if len(batched_inputs) != 1:
             raise VideoInputError(f"inference takes one video per call, got {len(batched_inputs)}")
-        tracked = self.track_video(batched_inputs[0])
-        if self.output_rle:
-            return tracked.finalize_encoded(lambda frame_masks: encode_masks(frame_masks.numpy()))
-        return tracked.finalize()
+        return self.track_video(batched_inputs[0]).to_dict()
 
     # ----------------------------------------------------------------- training
     def losses(self, batched_inputs: list[dict]) -> dict[str, Tensor]:
@@ -179,53 +167,59 @@ class VideoMaskFormer_frame(nn.Module):  # official name
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
-    def track_video(self, video: dict) -> VideoResultAccumulator:
-        """Run the image model on all frames of ``video`` and track its queries.
+    def track_video(self, video: dict) -> VideoResult:
+        """Run the image model on all frames of ``video``, track its queries, and return
+        the video-level result (the ``top_k`` instances; masks computed frame by frame
+        when the result's user asks for them).
 
         ``video["image"]`` is a list of ``[3, H, W]`` frames (the official input) or any
         iterable of them; it is consumed once, in order, window by window, so a generator
-        that decodes frames on demand keeps only a window of them in memory.
+        that decodes frames on demand keeps only a window of them in memory. Masks are
+        reported at ``(video["height"], video["width"])`` (default: the input size).
         """
         frames = _checked_frames(video.get("image"))
         first = next(frames)
-        image_size = tuple(first.shape[-2:])
+        output_size = (video.get("height", first.shape[-2]), video.get("width", first.shape[-1]))
         accumulator = None
-        for outputs, padded_size in self.frame_outputs(itertools.chain([first], frames)):
+        for window in self.frame_outputs(itertools.chain([first], frames)):
             if accumulator is None:
                 accumulator = VideoResultAccumulator(
-                    image_size=image_size,
-                    padded_size=padded_size,
-                    output_size=(video.get("height", image_size[0]), video.get("width", image_size[1])),
+                    window.geometry(output_size),
                     top_k=self.top_k,
                     spill_to_disk=self.spill_masks_to_disk,
                     tracking=self.tracking,
                 )
-            frames_raw = zip(outputs["pred_logits"], outputs["pred_masks"], outputs["pred_embds"])
-            for logits, masks, embds in frames_raw:
-                accumulator.add_frame(logits, masks, embds)
-        return accumulator
+            for frame in window.frames():
+                accumulator.add_frame(frame)
+        return accumulator.finalize()
 
-    def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[tuple[dict[str, Tensor], tuple[int, int]]]:
-        """Yield raw per-frame outputs window by window, and the padded input size.
+    def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[WindowOutputs]:
+        """Yield the image model's outputs window by window.
 
-        ``frames`` (``[3, H, W]`` each) are consumed lazily, one window at a time (all at
-        once without window inference). Each yielded dict holds ``pred_logits [n, Q, K+1]``,
-        ``pred_masks [n, Q, H/4, W/4]`` and ``pred_embds [n, Q, C]`` for the next ``n`` frames.
+        ``frames`` (``[3, H, W]`` each, one size) are consumed lazily, one window at a time
+        (all at once without window inference). Each window holds ``logits [n, Q, K+1]``,
+        ``masks [n, Q, H_pad/4, W_pad/4]`` and ``embds [n, Q, C]`` of the next ``n`` frames.
         """
         frames = iter(frames)
         size = self.window_size if self.window_inference else None
         while window := list(itertools.islice(frames, size)):
-            yield self._raw_outputs(window)
+            yield self._window_outputs(window)
 
-    def _raw_outputs(self, frames: list[Tensor]) -> tuple[dict[str, Tensor], tuple[int, int]]:
-        """Raw outputs of a batch of frames and the padded input size.
+    def _window_outputs(self, frames: list[Tensor]) -> WindowOutputs:
+        """Outputs of a batch of frames of one size.
 
         The full head outputs and the normalised inputs are dropped on return, so they do
         not stay alive while the caller computes the next window.
         """
         images = self._to_image_list([f.to(self.device) for f in frames])
         outputs = self.sem_seg_head(self.backbone(images.tensor))
-        return {key: outputs[key] for key in RAW_OUTPUT_KEYS}, tuple(images.tensor.shape[-2:])
+        return WindowOutputs(
+            logits=outputs["pred_logits"],
+            masks=outputs["pred_masks"],
+            embds=outputs["pred_embds"],
+            image_size=tuple(images.image_sizes[0]),
+            padded_size=tuple(images.tensor.shape[-2:]),
+        )
 
     def _to_image_list(self, frames: list[Tensor]) -> ImageList:
         normalized = [(f - self.pixel_mean) / self.pixel_std for f in frames]
@@ -278,3 +272,15 @@ def build_criterion(cfg: CfgNode, num_classes: int) -> SetCriterion:
         oversample_ratio=mf.OVERSAMPLE_RATIO,
         importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
     )
+
+
+def tracking_options(cfg: CfgNode) -> TrackingOptions:
+    """The tracker settings of ``MODEL.MINVIS`` (the paper's by default)."""
+    minvis, mask_former = cfg.MODEL.MINVIS, cfg.MODEL.MASK_FORMER
+    terms = matching_cost_terms(
+        minvis.MATCHING,
+        class_weight=mask_former.CLASS_WEIGHT,
+        mask_weight=mask_former.MASK_WEIGHT,
+        dice_weight=mask_former.DICE_WEIGHT,
+    )
+    return TrackingOptions(terms, minvis.TRACK_MEMORY_MOMENTUM, minvis.MIN_MATCH_SIMILARITY)

@@ -3,7 +3,7 @@
 Installs the same Python packages as upstream's setup.py (detectron2 plus the
 DeepLab, Panoptic-DeepLab and PointRend projects under ``detectron2.projects``)
 under the distribution name ``detectron2``, with no compiled extension. Copied
-next to the unpacked sources by tools/install_detectron2.py.
+next to the unpacked sources by tools/setup/install_detectron2.py.
 """
 
 import glob

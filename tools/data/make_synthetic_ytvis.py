@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write the synthetic YouTube-VIS-format dataset (see :mod:`minvis.data.synthetic`).
 
-    python tools/make_synthetic_ytvis.py [--root datasets/synthetic_ytvis] \\
+    python tools/data/make_synthetic_ytvis.py [--root datasets/synthetic_ytvis] \\
         [--splits train=40 val=10] [--num-frames 12] [--height 128 --width 160] \\
         [--seed 0] [--rle uncompressed|compressed] [--stress none|occlusion|reentry|lookalike] \\
         [--video-out demo.mp4] [--overwrite]

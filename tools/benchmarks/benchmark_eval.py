@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time the YouTube-VIS metric and the RLE encoder on a YouTube-VIS-sized synthetic case.
 
-    python tools/benchmark_eval.py [--videos 300] [--classes 40] [--frames 36]
+    python tools/benchmarks/benchmark_eval.py [--videos 300] [--classes 40] [--frames 36]
         [--predictions 1000 3000] [--seed 0]
 
 The case is deterministic: 300 videos (three in four 720x1280, the rest 360x640) of 36
@@ -29,8 +29,8 @@ import numpy as np
 from machine_info import cpu_name
 from pycocotools import mask as mask_utils
 
-from minvis.evaluation.submission import SubmissionWriter, encode_masks, load_results, zip_results
 from minvis.evaluation.ytvis_metric import evaluate_ytvis
+from minvis.ytvis_format import SubmissionWriter, encode_masks, load_results, zip_results
 
 SIZES = ((720, 1280), (720, 1280), (720, 1280), (360, 640))
 Blob = np.ndarray  # [centre y, centre x, radius y, radius x]

@@ -7,9 +7,12 @@ between query embeddings, matching each new frame against the *aligned* embeddin
 the previous frame. After alignment a slot index is a track: births and deaths need no
 heuristics, they are queries whose masks become non-empty or empty.
 
-:class:`TrackingOptions` (defaults = the paper) add, for the paper's analyses:
+The whole method is :meth:`QueryTracker.step`: cost (:class:`QueryCost`), Hungarian
+assignment (:func:`solve_assignment`), alignment to the tracks (``_remember``).
+:class:`TrackingOptions` (defaults = the paper) add, for the paper's analyses (section
+4.3), extensions that each show up as one marked step there:
 
-* other cost terms (:mod:`minvis.matching_costs`: mask-overlap heuristics, or both), all
+* other cost terms (:mod:`minvis.tracking.costs`: mask-overlap heuristics, or both), all
   summed into one cost matrix for one Hungarian solver;
 * a track memory: each track remembers an exponential moving average of its embeddings
   (``memory_momentum``) instead of only its last one;
@@ -26,23 +29,82 @@ solved on the CPU.
 """
 
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from .matching_costs import CostTerm, FrameQueries, QueryCost, cosine_similarity
-
 __all__ = [
     "NO_QUERY",
     "PAPER_TRACKING",
+    "CostTerm",
+    "FrameQueries",
+    "QueryCost",
     "QueryTracker",
     "TrackingOptions",
-    "match_embeddings",
+    "cosine_similarity",
     "solve_assignment",
+    "unit_rows",
 ]
 
 NO_QUERY = -1  # permutation entry of a track that has no query on a frame
+
+
+@dataclass(frozen=True)
+class FrameQueries:
+    """Per-query outputs of one frame (or per-track memory), as the cost terms see them.
+
+    Attributes:
+        embds: ``[N, C]`` query embeddings.
+        logits: ``[N, K+1]`` class logits (last = no object), if a cost term needs them.
+        masks: ``[N, h, w]`` mask logits, if a cost term needs them.
+    """
+
+    embds: Tensor
+    logits: Tensor | None = None
+    masks: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.embds.shape[0]
+
+    def take(self, index: Tensor) -> "FrameQueries":
+        """Rows ``index [M]`` (any device) of every field."""
+        return FrameQueries(*(None if x is None else x[index.to(x.device)] for x in self.fields()))
+
+    def fields(self) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        return self.embds, self.logits, self.masks
+
+
+class CostTerm(Protocol):
+    """``(tracks [N rows], current [Q rows]) -> cost [N, Q]``; lower is a better match."""
+
+    needs_outputs: bool  # reads logits and masks (the tracker then remembers them per track)
+
+    def __call__(self, tracks: FrameQueries, current: FrameQueries) -> Tensor: ...
+
+
+def unit_rows(x: Tensor) -> Tensor:
+    """``[N, C] -> [N, C]``, each row scaled to unit L2 norm (zero rows stay zero)."""
+    return x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise cosine similarity of ``[M, C]`` and ``[M, C]`` -> ``[M]``."""
+    return (unit_rows(a) * unit_rows(b)).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class QueryCost:
+    """MinVIS's cost ``1 - cos(e_track, e_current)`` on the query embeddings."""
+
+    needs_outputs: ClassVar[bool] = False
+
+    def __call__(self, tracks: FrameQueries, current: FrameQueries) -> Tensor:
+        # Computed as [current, track] and transposed, as the official release does:
+        # other orientations round differently and can break ties differently.
+        similarity = unit_rows(current.embds) @ unit_rows(tracks.embds).T  # [Q, N]
+        return (1 - similarity).T  # [N, Q]
 
 
 @dataclass(frozen=True)
@@ -51,7 +113,7 @@ class TrackingOptions:
 
     Attributes:
         cost_terms: summed into the ``[tracks, queries]`` cost (see
-            :func:`minvis.matching_costs.matching_cost_terms`).
+            :func:`minvis.tracking.costs.matching_cost_terms`).
         memory_momentum: a track's remembered embedding is ``m * memory + (1 - m) * e``
             after each frame where it has a query ``e``; 0 keeps only the last embedding.
         min_similarity: matches with a cosine similarity below this are refused
@@ -98,24 +160,6 @@ def solve_assignment(cost: Tensor) -> Tensor:
     return perm
 
 
-def match_embeddings(prev: Tensor, cur: Tensor) -> Tensor:
-    """Return the permutation that aligns the current queries to the previous ones.
-
-    Args:
-        prev: ``[Q, C]`` embeddings of the previous frame, already aligned (the targets).
-        cur: ``[Q, C]`` embeddings of the current frame.
-
-    Returns:
-        CPU ``LongTensor [Q]`` ``perm`` such that ``cur[perm][i]`` continues ``prev[i]``.
-    """
-    if prev.dim() != 2 or prev.shape != cur.shape:
-        raise ValueError(
-            f"expected two [Q, C] embedding matrices of the same shape, "
-            f"got {tuple(prev.shape)} and {tuple(cur.shape)}"
-        )
-    return solve_assignment(QueryCost()(FrameQueries(prev), FrameQueries(cur)))
-
-
 class QueryTracker:
     """Online tracker: assigns each frame's queries to the tracks so far.
 
@@ -143,11 +187,6 @@ class QueryTracker:
     def num_tracks(self) -> int:
         return 0 if self._tracks is None else len(self._tracks)
 
-    def reset(self) -> None:
-        """Forget the video; the next frame starts new tracks."""
-        self._tracks = None
-        self._query_shape = None
-
     def step(self, embeddings: Tensor, logits: Tensor | None = None, masks: Tensor | None = None) -> Tensor:
         """Consume one frame's ``[Q, C]`` query embeddings (and ``[Q, K+1]`` logits and
         ``[Q, h, w]`` mask logits, needed by mask-overlap costs).
@@ -159,12 +198,17 @@ class QueryTracker:
         """
         current = self._frame(embeddings, logits, masks)
         if self._tracks is None:
-            perm = torch.arange(len(current))
+            perm = torch.arange(len(current))  # the first frame fixes the track order
         else:
+            # 1. Cost of continuing each track with each query; the paper: 1 - cos
+            #    (extension: mask-overlap terms added to it, see minvis.tracking.costs).
             costs = [term(self._tracks, current) for term in self.options.cost_terms]  # [N, Q] each
+            # 2. Hungarian assignment of the queries to the tracks.
             perm = solve_assignment(sum(costs[1:], costs[0]))
-            if self.options.refuses_matches:
+            if self.options.refuses_matches:  # extension: refuse dissimilar matches
                 perm = self._refuse_dissimilar(perm, current)
+        # 3. Alignment: the frame's queries in track order become the targets of the next
+        #    frame (extension: a moving average of them, memory_momentum).
         self._tracks = self._remember(perm, current)
         return perm
 
@@ -184,7 +228,8 @@ class QueryTracker:
         return FrameQueries(embeddings, logits, masks)
 
     def _refuse_dissimilar(self, perm: Tensor, current: FrameQueries) -> Tensor:
-        """Unassign matches below ``min_similarity``; their queries start new tracks."""
+        """Extension (``min_similarity``): unassign matches below the threshold; their
+        queries start new tracks."""
         tracked = torch.nonzero(perm != NO_QUERY).flatten()  # [n]
         similarity = cosine_similarity(
             self._tracks.take(tracked).embds, current.take(perm[tracked]).embds

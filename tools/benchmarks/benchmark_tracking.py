@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compare the tracker's matching modes and options on tracking stress cases.
 
-    python tools/benchmark_tracking.py [--output-dir output/benchmark_tracking] \\
+    python tools/benchmarks/benchmark_tracking.py [--output-dir output/benchmark_tracking] \\
         [--iters 800] [--batch 8] [--train-videos 24] [--val-videos 8] [--val-frames 16] \\
         [--memory-momentum 0.5] [--min-similarity 0.5] [--switch-iou 0.5] [--switch-score 0.5] \\
         [--supervised-matching] [--seed 0] [--retrain]
@@ -50,21 +50,18 @@ from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 from pycocotools import mask as mask_utils
 
-from minvis.checkpoint import MinVISCheckpointer
-from minvis.config import tracking_options
+from minvis.config import build_config
 from minvis.data.builtin import register_synthetic_ytvis
 from minvis.data.mapper import YTVISDatasetMapper
 from minvis.data.synthetic import SyntheticSpec, stress_spec, write_split
 from minvis.engine import Trainer
 from minvis.evaluation.evaluator import video_entries
 from minvis.evaluation.identity_switches import IdentityStats, identity_stats
-from minvis.evaluation.submission import encode_masks
 from minvis.evaluation.ytvis_metric import evaluate_ytvis
-from minvis.inference import VideoResultAccumulator
-from minvis.setup_config import build_config
-from minvis.video_model import RAW_OUTPUT_KEYS
+from minvis.inference import FrameOutputs, MaskGeometry, VideoResultAccumulator
+from minvis.modeling import MinVISCheckpointer, tracking_options
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CASES = ("occlusion", "reentry", "lookalike")
 TRAIN_FRAMES = 12  # frames per training video (training draws one or two of them per step)
 LR_DROP = 0.8  # the learning rate drops by 10x after this fraction of the iterations
@@ -108,8 +105,8 @@ class VideoOutputs:
     """The image model's per-frame outputs of one validation video, on the CPU."""
 
     video_id: int
-    frames: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # [Q, K+1], [Q, h, w], [Q, C]
-    sizes: dict[str, tuple[int, int]]  # image_size, padded_size, output_size
+    frames: list[FrameOutputs]
+    geometry: MaskGeometry
     gt_masks: np.ndarray  # [G, T, H, W] bool
 
 
@@ -160,14 +157,14 @@ def run_model(model: torch.nn.Module, cfg: CfgNode, dataset: str, gt: dict[str, 
     for video in DatasetCatalog.get(dataset):
         mapped = mapper(video)
         windows = list(model.frame_outputs(mapped["image"]))
-        frames = [frame for raw, _ in windows for frame in zip(*(raw[k].cpu() for k in RAW_OUTPUT_KEYS))]
-        sizes = {
-            "image_size": tuple(mapped["image"][0].shape[-2:]),
-            "padded_size": windows[0][1],
-            "output_size": (mapped["height"], mapped["width"]),
-        }
+        frames = [
+            FrameOutputs(frame.logits.cpu(), frame.masks.cpu(), frame.embds.cpu())
+            for window in windows
+            for frame in window.frames()
+        ]
+        geometry = windows[0].geometry((mapped["height"], mapped["width"]))
         video_id = mapped["video_id"]
-        outputs.append(VideoOutputs(video_id, frames, sizes, gt_masks(gt, videos[video_id])))
+        outputs.append(VideoOutputs(video_id, frames, geometry, gt_masks(gt, videos[video_id])))
     return outputs
 
 
@@ -190,11 +187,10 @@ def score_variant(
     tracking, top_k = tracking_options(cfg), cfg.MODEL.MASK_FORMER.TEST.TOP_K
     entries, identity = [], IdentityStats()
     for video in videos:
-        accumulator = VideoResultAccumulator(**video.sizes, top_k=top_k, tracking=tracking)
+        accumulator = VideoResultAccumulator(video.geometry, top_k=top_k, tracking=tracking)
         for frame in video.frames:
-            accumulator.add_frame(*frame)
-        result = accumulator.finalize_encoded(lambda masks: encode_masks(masks.numpy()))
-        entries += video_entries(video.video_id, result, id_map)
+            accumulator.add_frame(frame)
+        entries += video_entries(video.video_id, accumulator.finalize(), id_map)
         track_masks = confident_track_masks(accumulator, args.switch_score)
         identity = identity + identity_stats(video.gt_masks, track_masks, args.switch_iou)
     stats = evaluate_ytvis(gt, entries).stats

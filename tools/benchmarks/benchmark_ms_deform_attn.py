@@ -4,7 +4,7 @@ Shapes are those of the pixel-decoder encoder of an R50 model on a 384x640 frame
 levels of 256 channels at strides 8, 16 and 32, one query per position, 8 heads, 4 points.
 Prints a markdown table of milliseconds per call (median over the repeats).
 
-    python tools/benchmark_ms_deform_attn.py [--batch-sizes 1 4] [--repeats 5]
+    python tools/benchmarks/benchmark_ms_deform_attn.py [--batch-sizes 1 4] [--repeats 5]
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""The YouTube-VIS / OVIS server submission format: encode, write, zip, load, validate.
+"""The YouTube-VIS / OVIS server submission format: write, zip, load, validate.
 
 A submission is ``results.json``: a list of
 ``{"video_id": int, "category_id": int, "score": float, "segmentations": [...]}`` with one
@@ -11,8 +11,6 @@ IoU, and neither counts towards an instance's mean area (it skips falsy areas), 
 ``null`` scores identically and keeps the file small.
 """
 
-from __future__ import annotations
-
 import io
 import json
 import math
@@ -22,58 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import numpy as np
-from pycocotools import mask as mask_utils
+from .errors import YTVISFormatError, is_int, parse_json
+from .rle import validate_rle
 
 RESULTS_NAME = "results.json"
-
-RLE = dict[str, Any]
-
-
-class YTVISFormatError(ValueError):
-    """Input that does not follow the YouTube-VIS annotation or submission format."""
-
-
-def encode_masks(masks: np.ndarray) -> list[RLE | None]:
-    """Encode ``[n, h, w]`` boolean masks to compressed RLE dicts (``None`` if empty)."""
-    if masks.ndim != 3:
-        raise ValueError(f"expected masks of shape [n, h, w], got {masks.shape}")
-    if masks.shape[0] == 0:
-        return []
-    column_major = np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8)
-    encoded = mask_utils.encode(column_major)
-    non_empty = masks.reshape(masks.shape[0], -1).any(axis=1)
-    return [
-        {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")} if keep else None
-        for rle, keep in zip(encoded, non_empty, strict=True)
-    ]
-
-
-def encode_mask(mask: np.ndarray) -> RLE | None:
-    """Encode one ``[h, w]`` boolean mask to a compressed RLE dict (``None`` if empty)."""
-    if mask.ndim != 2:
-        raise ValueError(f"expected a mask of shape [h, w], got {mask.shape}")
-    return encode_masks(mask[None])[0]
-
-
-def is_int(value: object) -> bool:
-    """True for a JSON integer (``bool`` excluded)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def validate_rle(rle: object, where: str) -> None:
-    """Check that ``rle`` is a compressed RLE dict with a ``[h, w]`` size and str counts."""
-    if not isinstance(rle, dict):
-        raise YTVISFormatError(f"{where}: expected an RLE dict or null, got {type(rle).__name__}")
-    if "size" not in rle or "counts" not in rle:
-        raise YTVISFormatError(f"{where}: RLE needs both 'size' and 'counts'")
-    size = rle["size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(is_int(s) and s > 0 for s in size)):
-        raise YTVISFormatError(f"{where}: RLE size must be [height, width], got {size!r}")
-    if not isinstance(rle["counts"], str):
-        raise YTVISFormatError(
-            f"{where}: RLE counts must be a compressed string, got {type(rle['counts']).__name__}"
-        )
 
 
 def validate_result_entry(entry: object, index: int) -> None:
@@ -164,14 +114,6 @@ def zip_results(json_path: str | Path, zip_path: str | Path | None = None) -> Pa
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.write(json_path, arcname=RESULTS_NAME)
     return zip_path
-
-
-def parse_json(text: str, source: str | Path) -> object:
-    """``json.loads`` that reports invalid JSON as a :class:`YTVISFormatError`."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise YTVISFormatError(f"{source}: invalid JSON ({error})") from error
 
 
 def _read_results_text(path: Path) -> str:

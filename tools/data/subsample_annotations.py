@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write the annotations that training with ``INPUT.SAMPLING_FRAME_RATIO`` actually uses.
 
-    python tools/subsample_annotations.py --json datasets/ytvis_2019/train.json \\
+    python tools/data/subsample_annotations.py --json datasets/ytvis_2019/train.json \\
         --ratio 0.01 --out ytvis_2019_train_r1.json [--overwrite]
 
 Keeps, in every video, the frames :func:`minvis.data.sampling.subsampled_frame_indices`

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time MinVIS inference and measure its peak memory against the video length.
 
-    python tools/benchmark_inference.py [--models tiny r50] [--frames 30 120 480]
+    python tools/benchmarks/benchmark_inference.py [--models tiny r50] [--frames 30 120 480]
         [--r50-frames 30] [--sources vtest synthetic] [--paths paper paper-bounded streaming]
         [--min-size 360] [--score-threshold 0] [--device cpu|cuda]
 
@@ -14,8 +14,9 @@ Paths, all with ``WINDOW_INFERENCE`` True:
 * ``paper``: the official contract, ``model([{"image": [all frames], ...}])``: every
   preprocessed frame is decoded into a list first, the per-frame mask logits are kept in
   memory and the output holds dense ``[T, H, W]`` masks.
-* ``paper-bounded``: the same results with frames fed by a generator,
-  ``SPILL_MASKS_TO_DISK`` and ``OUTPUT_RLE`` (per-frame RLE instead of dense masks).
+* ``paper-bounded``: the same results as the evaluator gets them: frames fed by a
+  generator, ``SPILL_MASKS_TO_DISK``, ``model.track_video`` and masks encoded to RLE one
+  frame at a time instead of dense masks.
 * ``streaming``: :class:`minvis.predictor.VideoPredictor`, one frame at a time; latency
   is the time between two yielded frames (decode + model + tracking + full-size masks).
 
@@ -45,12 +46,13 @@ import psutil
 import torch
 from machine_info import cpu_name
 
+from minvis.config import build_config
 from minvis.data.synthetic import SyntheticSpec, render_video, video_rng, write_video_file
 from minvis.data.video_io import open_frame_source
 from minvis.predictor import VideoPredictor
-from minvis.setup_config import build_config
+from minvis.ytvis_format import encode_masks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {
     "tiny": REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml",
     "r50": REPO / "configs" / "youtubevis_2019" / "video_maskformer2_R50_bs32_8ep_frame.yaml",
@@ -82,11 +84,10 @@ def build_predictor(run: Run) -> VideoPredictor:
             "MODEL.DEVICE", run.device,
             "INPUT.MIN_SIZE_TEST", run.min_size,
             "MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE", True,
-            "MODEL.MASK_FORMER.TEST.OUTPUT_RLE", bounded,
             "MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK", bounded,
         ],
     )  # fmt: skip
-    return VideoPredictor(cfg, score_threshold=run.score_threshold)
+    return VideoPredictor.from_config(cfg, score_threshold=run.score_threshold)
 
 
 def measure(run: Run) -> dict[str, Any]:
@@ -115,8 +116,14 @@ def measure(run: Run) -> dict[str, Any]:
             "height": source.info.height,
             "width": source.info.width,
         }
-        output = predictor.model([video])
-        instances = len(output["pred_scores"]) * run.frames  # the top-k instances span every frame
+        if run.path == "paper":
+            scores = predictor.model([video])["pred_scores"]
+        else:
+            result = predictor.model.track_video(video)
+            for frame_masks in result.frame_masks():
+                encode_masks(frame_masks.numpy())
+            scores = result.scores
+        instances = len(scores) * run.frames  # the top-k instances span every frame
     seconds = time.perf_counter() - start
     cuda = run.device.startswith("cuda")
     return {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time MinVIS training iterations and measure their peak memory.
 
-    python tools/benchmark_training.py [--models tiny r50] [--batch B] [--warmup W]
+    python tools/benchmarks/benchmark_training.py [--models tiny r50] [--batch B] [--warmup W]
         [--iters N] [--device cpu|cuda] [--threads T]
 
 Models, trained from scratch (``MODEL.WEIGHTS ""``) on synthetic videos
@@ -39,11 +39,11 @@ import torch
 from detectron2.utils.events import EventStorage
 from machine_info import cpu_name
 
+from minvis.config import build_config
 from minvis.data.synthetic import SyntheticSpec, write_split
 from minvis.engine import Trainer
-from minvis.setup_config import build_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

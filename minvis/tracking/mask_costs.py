@@ -1,8 +1,9 @@
 """Pairwise mask costs of every prediction against every target (pure torch).
 
 Shared by the training matcher (:class:`mask2former.matcher.HungarianMatcher`, on sampled
-points) and MinVIS's mask-overlap tracking cost (:mod:`minvis.matching_costs`, on dense
-masks), so neither imports the other's dependencies.
+points) and MinVIS's mask-overlap tracking cost (:mod:`minvis.tracking.costs`, on dense
+masks). It lives in the tracking layer, which imports no detectron2, so that the tracker
+stays import-light; the image model imports it from here.
 """
 
 import torch

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Score a YouTube-VIS / OVIS submission against ground truth, locally.
 
-    python tools/eval_results.py --gt GT.json --results results.json|results.zip \\
+    python tools/eval/eval_results.py --gt GT.json --results results.json|results.zip \\
         [--json-out metrics.json]
 
 Prints the twelve official numbers (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100,
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from minvis.evaluation.submission import YTVISFormatError, load_results, parse_json
 from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
+from minvis.ytvis_format import YTVISFormatError, load_results, parse_json
 
 BAD_INPUT = 2
 

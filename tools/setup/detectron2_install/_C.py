@@ -34,5 +34,5 @@ def __getattr__(op_name: str) -> NoReturn:
         f"detectron2 compiled op '{op_name}' is unavailable: this detectron2 was installed "
         "from the pb1-detectron2 source release without its C++/CUDA extension. MinVIS does "
         f"not need it; to use '{op_name}', install detectron2 from its git repository "
-        "(python tools/install_detectron2.py --source git --force)."
+        "(python tools/setup/install_detectron2.py --source git --force)."
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """t-SNE of one video's query embeddings, coloured by ground-truth instance (paper Figure 3).
 
-    python tools/visualize_embeddings.py --config-file CONFIG --output embeddings.png \\
+    python tools/analysis/visualize_embeddings.py --config-file CONFIG --output embeddings.png \\
         [--dataset NAME --video-index 0 | --synthetic none|occlusion|reentry|lookalike] \\
         [--frames 12] [--height 128 --width 160] [--perplexity 10] [--tsne-method barnes_hut|exact] \\
         [--seed 0] [KEY VALUE ...]
@@ -37,7 +37,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 
-from minvis.checkpoint import MinVISCheckpointer
+from minvis.config import build_config
 from minvis.data.mapper import segmentation_to_mask
 from minvis.data.preprocess import FramePreprocessor
 from minvis.data.synthetic import (
@@ -48,8 +48,9 @@ from minvis.data.synthetic import (
     stress_spec,
     video_rng,
 )
-from minvis.matching_costs import unit_rows
-from minvis.setup_config import build_config
+from minvis.inference import FrameOutputs
+from minvis.modeling import MinVISCheckpointer
+from minvis.tracking import unit_rows
 
 UNASSIGNED = -1
 UNASSIGNED_COLOR = "#b0b0b0"
@@ -90,8 +91,7 @@ def dataset_video(name: str, index: int) -> AnnotatedVideo:
 
 def frame_assignment(
     matcher: torch.nn.Module,
-    logits: torch.Tensor,
-    masks: torch.Tensor,
+    frame: FrameOutputs,
     gt_masks: np.ndarray,
     gt_labels: list[int],
     image_size: tuple[int, int],
@@ -99,11 +99,11 @@ def frame_assignment(
 ) -> np.ndarray:
     """``[Q]`` ground-truth instance (or UNASSIGNED) of each query of one frame.
 
-    ``logits [Q, K+1]`` and ``masks [Q, h, w]`` are the frame's outputs; ``gt_masks
-    [G, H, W]`` its ground truth at the original size, resized to the model input and
-    padded like it before matching.
+    ``frame`` holds the frame's outputs; ``gt_masks [G, H, W]`` its ground truth at the
+    original size, resized to the model input (``image_size``) and padded like it
+    (``padded_size``) before matching.
     """
-    assignment = np.full(len(logits), UNASSIGNED)
+    assignment = np.full(len(frame.logits), UNASSIGNED)
     present = np.flatnonzero(gt_masks.reshape(len(gt_masks), -1).any(axis=1))  # [N]
     if len(present) == 0:
         return assignment
@@ -111,7 +111,7 @@ def frame_assignment(
     target = F.interpolate(target[None], size=image_size, mode="nearest")[0]  # [N, h_img, w_img]
     target = F.pad(target, (0, padded_size[1] - image_size[1], 0, padded_size[0] - image_size[0]))
     labels = torch.tensor([gt_labels[g] for g in present], dtype=torch.long)
-    outputs = {"pred_logits": logits[None], "pred_masks": masks[None]}
+    outputs = {"pred_logits": frame.logits[None], "pred_masks": frame.masks[None]}  # the matcher's input
     ((queries, targets),) = matcher(outputs, [{"labels": labels, "masks": target}])
     assignment[queries.numpy()] = present[targets.numpy()]
     return assignment
@@ -124,15 +124,14 @@ def query_assignments(
     """``([T, Q, C] unit embeddings, [T, Q] ground-truth instance of each query or UNASSIGNED)``."""
     preprocess = FramePreprocessor(cfg)
     images = [preprocess(frame) for frame in video.frames]  # [3, h, w] each
-    image_size = tuple(images[0].shape[-2:])
     embeddings, assignments = [], []
     torch.manual_seed(seed)  # the matcher samples random points
-    for raw, padded_size in model.frame_outputs(images):
-        for logits, masks, embds in zip(raw["pred_logits"], raw["pred_masks"], raw["pred_embds"]):
+    for window in model.frame_outputs(images):
+        for frame in window.frames():
             gt_masks = video.masks[:, len(assignments)]  # [G, H, W]
-            args = (logits, masks, gt_masks, video.labels, image_size, padded_size)
+            args = (frame, gt_masks, video.labels, window.image_size, window.padded_size)
             assignments.append(frame_assignment(model.criterion.matcher, *args))
-            embeddings.append(unit_rows(embds).cpu().numpy())
+            embeddings.append(unit_rows(frame.embds).cpu().numpy())
     return np.stack(embeddings), np.stack(assignments)
 
 

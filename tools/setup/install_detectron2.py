@@ -8,18 +8,22 @@ Routes, tried in this order by ``--source auto`` (the default):
 * ``sdist``: PyPI's ``pb1-detectron2==0.6`` source release, whose Python files are
   upstream v0.6's but which lacks the C++ sources. It is installed under the
   distribution name ``detectron2`` with a stand-in ``detectron2._C`` module
-  (tools/detectron2_install/_C.py): imports and ``collect_env_info`` work, and a call
+  (tools/setup/detectron2_install/_C.py): imports and ``collect_env_info`` work, and a call
   into a compiled op (deformable convolution, rotated boxes) raises an error naming
   the op. MinVIS uses none of them.
 
 Run again to do nothing; ``--force`` reinstalls. torch must already be installed
-(both routes build against it).
+(both routes build against it). Pillow is pinned below 10 only where the detectron2
+installed (or kept) reads ``PIL.Image.LINEAR``, which Pillow 10 removed (detectron2 0.6
+does, at import); a newer detectron2 keeps the user's Pillow.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -30,13 +34,43 @@ from pathlib import Path
 UPSTREAM_GIT = "https://github.com/facebookresearch/detectron2.git"
 SDIST_REQUIREMENT = "pb1-detectron2==0.6"
 HERE = Path(__file__).resolve().parent / "detectron2_install"
+PILLOW_PIN = "Pillow<10"
+IMAGE_LINEAR = re.compile(rb"\bImage\.LINEAR\b")
 
 
-def installed_version() -> str | None:
+def installed_version(distribution: str = "detectron2") -> str | None:
     try:
-        return importlib.metadata.version("detectron2")
+        return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def installed_package_dir() -> Path | None:
+    """The installed ``detectron2`` package's folder, found without importing it."""
+    importlib.invalidate_caches()
+    spec = importlib.util.find_spec("detectron2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def pillow_requirement(detectron2_dir: Path | None, pillow_version: str | None) -> str | None:
+    """``PILLOW_PIN`` if the detectron2 sources in ``detectron2_dir`` read ``PIL.Image.LINEAR``
+    and Pillow ``pillow_version`` (None: not installed) lacks it; otherwise None."""
+    if detectron2_dir is None:
+        return None
+    if not any(IMAGE_LINEAR.search(path.read_bytes()) for path in detectron2_dir.rglob("*.py")):
+        return None
+    if pillow_version is not None and int(pillow_version.split(".")[0]) < 10:
+        return None
+    return PILLOW_PIN
+
+
+def pin_pillow_if_needed() -> None:
+    requirement = pillow_requirement(installed_package_dir(), installed_version("Pillow"))
+    if requirement is not None:
+        print(f"this detectron2 reads PIL.Image.LINEAR (removed in Pillow 10): installing {requirement}")
+        pip("install", requirement)
 
 
 def pip(*args: str) -> None:
@@ -59,7 +93,6 @@ def git_reachable(timeout_s: float = 20.0) -> bool:
 
 def install_from_git() -> None:
     pip("install", "--no-build-isolation", f"git+{UPSTREAM_GIT}")
-    pip("install", "Pillow<10")
 
 
 def install_from_sdist() -> None:
@@ -97,7 +130,8 @@ def main() -> None:
 
     version = installed_version()
     if version is not None and not args.force:
-        print(f"detectron2 {version} is already installed; nothing to do (--force reinstalls)")
+        print(f"detectron2 {version} is already installed; kept (--force reinstalls)")
+        pin_pillow_if_needed()
         return
     try:
         import torch  # noqa: F401
@@ -112,6 +146,7 @@ def main() -> None:
         install_from_git()
     else:
         install_from_sdist()
+    pin_pillow_if_needed()
     print(f"detectron2 {installed_version()} installed")
 
 

@@ -1,0 +1,32 @@
+"""The YouTube-VIS / OVIS file formats: RLE masks, submissions, format errors.
+
+Used by the data readers, the evaluator, the metric, the model's users and the demo;
+imports only numpy and pycocotools (no torch, no detectron2), so tools that only read
+or score files start fast.
+"""
+
+from .errors import YTVISFormatError, is_int, parse_json
+from .results import (
+    RESULTS_NAME,
+    SubmissionWriter,
+    load_results,
+    validate_result_entry,
+    validate_results,
+    zip_results,
+)
+from .rle import RLE, encode_masks, validate_rle
+
+__all__ = [
+    "RESULTS_NAME",
+    "RLE",
+    "SubmissionWriter",
+    "YTVISFormatError",
+    "encode_masks",
+    "is_int",
+    "load_results",
+    "parse_json",
+    "validate_result_entry",
+    "validate_results",
+    "validate_rle",
+    "zip_results",
+]
