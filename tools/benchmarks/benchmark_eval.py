@@ -82,14 +82,19 @@ def noisy_copy(rng: np.random.Generator, track: list[Blob | None]) -> list[Blob 
 
 
 def synthetic_case(
-    num_videos: int, num_classes: int, frames: int, num_predictions: int, seed: int
+    num_videos: int,
+    num_classes: int,
+    frames: int,
+    num_predictions: int,
+    seed: int,
+    sizes: tuple[tuple[int, int], ...] = SIZES,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rng = np.random.default_rng(seed)
     videos, annotations, results = [], [], []
     per_video = np.full(num_videos, num_predictions // num_videos)
     per_video[: num_predictions % num_videos] += 1
     for vid in range(1, num_videos + 1):
-        height, width = SIZES[vid % len(SIZES)]
+        height, width = sizes[vid % len(sizes)]
         videos.append({"id": vid, "height": height, "width": width, "length": frames})
         gt_tracks = [random_track(rng, height, width, frames) for _ in range(rng.integers(1, 4))]
         gt_classes = rng.integers(1, num_classes + 1, len(gt_tracks))
