@@ -18,6 +18,7 @@ from detectron2.utils.logger import setup_logger
 
 from minvis.config import build_config
 from minvis.engine import Trainer, launch
+from minvis.engine.reproducibility import apply_reproducibility
 from minvis.modeling import MinVISCheckpointer
 
 logger = logging.getLogger("minvis")
@@ -36,6 +37,7 @@ def run_config(args) -> CfgNode:
 def setup(args) -> CfgNode:
     cfg = run_config(args)
     default_setup(cfg, args)
+    apply_reproducibility(cfg)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="minvis")
     if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu":
         logger.info("SOLVER.AMP.ENABLED is ignored on CPU: training in float32.")

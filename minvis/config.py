@@ -73,6 +73,12 @@ def add_minvis_config(cfg: CN) -> None:
     # range"); <= 0 = INPUT.SAMPLING_FRAME_RANGE.
     supervised.FRAME_RANGE = 1
 
+    # Reproducibility (minvis.engine.reproducibility, applied by train_net.py): torch's
+    # intra-op CPU threads (0: torch's default, OMP_NUM_THREADS or the core count; float
+    # sums depend on it), and torch's deterministic algorithms where it has them.
+    cfg.NUM_THREADS = 0
+    cfg.DETERMINISTIC = False
+
 
 def build_config(config_file: str | None = None, opts: Sequence[str] = (), freeze: bool = False) -> CfgNode:
     """detectron2 defaults + DeepLab + Mask2Former + MinVIS keys, then a YAML file and overrides."""

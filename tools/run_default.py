@@ -40,6 +40,13 @@ def main() -> None:
     parser.add_argument("--train-videos", type=int, default=64)
     parser.add_argument("--val-videos", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch CPU threads for training and evaluation: fixed (with the seed and "
+        "torch's deterministic algorithms) so that every run gives the same AP",
+    )
     args = parser.parse_args()
 
     run_dir = args.output / time.strftime("%Y%m%d-%H%M%S")
@@ -64,6 +71,7 @@ def main() -> None:
         [
             python, "train_net.py", "--config-file", str(CONFIG),
             "OUTPUT_DIR", str(train_dir), "SEED", str(args.seed),
+            "NUM_THREADS", str(args.threads), "DETERMINISTIC", "True",
             "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", f"({int(args.iters * 0.8)},)",
         ],
         env,
