@@ -8,8 +8,8 @@ from minvis.tracking import FrameQueries, QueryCost, solve_assignment
 from minvis.ytvis_format import RLE, encode_masks
 
 
-def encode_mask(mask: np.ndarray) -> RLE | None:
-    """Encode one ``[h, w]`` boolean mask to a compressed RLE dict (``None`` if empty)."""
+def encode_mask(mask: np.ndarray) -> RLE:
+    """Encode one ``[h, w]`` boolean mask to a compressed RLE dict."""
     if mask.ndim != 2:
         raise ValueError(f"expected a mask of shape [h, w], got {mask.shape}")
     return encode_masks(mask[None])[0]

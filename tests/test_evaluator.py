@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from torch import nn
 from minvis.config import build_config
 from minvis.data import register_ytvis_instances, ytvis_metadata
 from minvis.engine import Trainer, launch
-from minvis.evaluation.evaluator import YTVISEvaluator
-from minvis.evaluation.ytvis_metric import evaluate_ytvis
+from minvis.evaluation.evaluator import YTVISEvaluator, per_class_ap, per_class_table
+from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
 from minvis.inference import VideoResult
 from minvis.ytvis_format import load_results
 
@@ -119,7 +120,7 @@ def percent(stats: dict[str, float]) -> dict[str, float]:
 
 def test_dense_masks_become_server_entries_in_a_zip(tmp_path: Path) -> None:
     name = register(tmp_path)
-    run(YTVISEvaluator(name, str(tmp_path / "out")), perfect_outputs())
+    run(YTVISEvaluator(name, output_dir=str(tmp_path / "out")), perfect_outputs())
 
     entries = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [(e["video_id"], e["category_id"]) for e in entries] == [(11, 3), (11, 7), (22, 7)]
@@ -128,10 +129,8 @@ def test_dense_masks_become_server_entries_in_a_zip(tmp_path: Path) -> None:
     for entry, masks in zip(entries, expected_masks, strict=True):
         assert len(entry["segmentations"]) == len(masks)
         for segm, mask in zip(entry["segmentations"], masks, strict=True):
-            if mask.any():
-                assert np.array_equal(mask_util.decode({**segm, "counts": segm["counts"].encode()}), mask)
-            else:
-                assert segm is None
+            # Every frame an RLE, all-zero where the instance is absent (official format).
+            assert np.array_equal(mask_util.decode({**segm, "counts": segm["counts"].encode()}), mask)
     with zipfile.ZipFile(tmp_path / "out" / "results.zip") as archive:
         assert archive.namelist() == ["results.json"]
     assert load_results(tmp_path / "out" / "results.zip") == entries
@@ -152,20 +151,53 @@ def test_metric_is_evaluate_ytvis_on_the_written_entries(tmp_path: Path) -> None
         22: dense_output([(0.3, 1, PERFECT[22][0][2]), (0.7, 0, PERFECT[22][0][2])]),
     }
     out = tmp_path / "out"
-    result = run(YTVISEvaluator(register(tmp_path), str(out)), outputs)
+    result = run(YTVISEvaluator(register(tmp_path), output_dir=str(out)), outputs)
 
     expected = evaluate_ytvis(gt_json(), load_results(out / "results.zip"))
-    assert result["segm"] == pytest.approx(percent(expected.stats))
+    per_class = {f"AP-{c['name']}": 100 * expected.per_category_ap[c["id"]] for c in CATEGORIES}
+    assert result["segm"] == pytest.approx({**percent(expected.stats), **per_class})
+    assert list(result["segm"]) == [*expected.stats, "AP-cat", "AP-dog"]
     assert 0 < result["segm"]["AP"] < 100
     written = json.loads((out / "metrics.json").read_text())
     assert written["AP"] == pytest.approx(expected.stats["AP"])
     assert written["per_category_AP"] == {str(k): v for k, v in expected.per_category_ap.items()}
 
 
+def test_official_positional_signature(tmp_path: Path) -> None:
+    # As the official train_net_video.py: YTVISEvaluator(dataset_name, cfg, True, output_folder).
+    cfg = build_config(str(CONFIGS / "tiny" / "minvis_tiny_synthetic.yaml"))
+    evaluator = YTVISEvaluator(register(tmp_path), cfg, True, str(tmp_path / "out"))
+    result = run(evaluator, perfect_outputs())
+    assert result["segm"]["AP"] == pytest.approx(100.0)
+    assert [result["segm"][f"AP-{c}"] for c in ("cat", "dog")] == pytest.approx([100.0, 100.0])
+    assert (tmp_path / "out" / "results.zip").exists()
+    keywords = YTVISEvaluator(register(tmp_path), tasks=("segm",), distributed=False, use_fast_impl=False)
+    assert run(keywords, perfect_outputs())["segm"]["AP"] == pytest.approx(100.0)
+
+
+def test_per_class_ap_is_nan_without_ground_truth_and_logged_as_a_table(tmp_path: Path, caplog) -> None:
+    metrics = YTVISMetrics(stats={}, per_category_ap={3: 0.25, 7: -1.0})
+    per_class = per_class_ap(metrics, ["cat", "dog"], {0: 3, 1: 7})
+    assert list(per_class) == ["AP-cat", "AP-dog"]
+    assert per_class["AP-cat"] == pytest.approx(25.0) and np.isnan(per_class["AP-dog"])
+    table = per_class_table(per_class).splitlines()
+    assert table[0].split("|")[1:5] == [" category   ", " AP     ", " category   ", " AP   "]
+    assert table[2].split("|")[1:5] == [" cat        ", " 25.000 ", " dog        ", " nan  "]
+
+    logger = logging.getLogger("minvis.evaluation.evaluator")
+    logger.addHandler(caplog.handler)  # whatever detectron2's setup_logger did to propagation
+    try:
+        with caplog.at_level(logging.INFO, logger="minvis.evaluation.evaluator"):
+            run(YTVISEvaluator(register(tmp_path)), perfect_outputs())
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "Per-category segm AP:" in caplog.text and "| cat        | 100.000 |" in caplog.text
+
+
 def test_rle_output_writes_the_same_submission_as_dense_masks(tmp_path: Path) -> None:
     name = register(tmp_path)
-    dense = run(YTVISEvaluator(name, str(tmp_path / "dense")), perfect_outputs())
-    evaluator = YTVISEvaluator(name, str(tmp_path / "rle"))
+    dense = run(YTVISEvaluator(name, output_dir=str(tmp_path / "dense")), perfect_outputs())
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "rle"))
     evaluator.process([{"video_id": 99}], rle_output(PERFECT[22]))  # dropped by reset()
     # The model returns one dict per video; a list of outputs is accepted too.
     rle = run(evaluator, {v: [rle_output(i)] for v, i in PERFECT.items()})
@@ -176,7 +208,7 @@ def test_rle_output_writes_the_same_submission_as_dense_masks(tmp_path: Path) ->
 
 def test_test_split_writes_the_submission_and_no_metric(tmp_path: Path) -> None:
     name = register(tmp_path, annotated=False)
-    result = run(YTVISEvaluator(name, str(tmp_path / "out")), perfect_outputs(rle_output))
+    result = run(YTVISEvaluator(name, output_dir=str(tmp_path / "out")), perfect_outputs(rle_output))
     assert result == {}
     assert len(load_results(tmp_path / "out" / "results.zip")) == 3
     assert not (tmp_path / "out" / "metrics.json").exists()
@@ -185,7 +217,7 @@ def test_test_split_writes_the_submission_and_no_metric(tmp_path: Path) -> None:
 def test_dataset_registered_without_categories_maps_labels_like_loading_would(tmp_path: Path) -> None:
     # The documented custom-dataset form, before anything has loaded the dataset.
     name = register(tmp_path, metadata={})
-    result = run(YTVISEvaluator(name, str(tmp_path / "out")), perfect_outputs())
+    result = run(YTVISEvaluator(name, output_dir=str(tmp_path / "out")), perfect_outputs())
     assert result["segm"]["AP"] == pytest.approx(100.0)
     entries = load_results(tmp_path / "out" / "results.zip")
     assert [e["category_id"] for e in entries] == [3, 7, 7]
@@ -193,7 +225,7 @@ def test_dataset_registered_without_categories_maps_labels_like_loading_would(tm
 
 def test_video_without_instances_adds_no_entry(tmp_path: Path) -> None:
     outputs = {11: dense_output(PERFECT[11]), 22: dense_output([])}
-    result = run(YTVISEvaluator(register(tmp_path), str(tmp_path / "out")), outputs)
+    result = run(YTVISEvaluator(register(tmp_path), output_dir=str(tmp_path / "out")), outputs)
     assert {e["video_id"] for e in load_results(tmp_path / "out" / "results.zip")} == {11}
     assert 0 < result["segm"]["AP"] < 100
 
@@ -208,7 +240,7 @@ def gather_worker(gt_file: str, out_dir: str) -> None:
     name = "evaluator_test_gather"
     register_ytvis_instances(name, ytvis_metadata(CATEGORIES), gt_file, out_dir)
     video_id = sorted(PERFECT)[comm.get_rank()]
-    result = run(YTVISEvaluator(name, out_dir), {video_id: rle_output(PERFECT[video_id])})
+    result = run(YTVISEvaluator(name, output_dir=out_dir), {video_id: rle_output(PERFECT[video_id])})
     Path(out_dir, f"rank{comm.get_rank()}.json").write_text(json.dumps(result))
 
 

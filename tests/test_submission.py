@@ -49,8 +49,11 @@ def test_rle_round_trip() -> None:
         assert encode_mask(mask) == rle
 
 
-def test_empty_frame_is_null() -> None:
-    assert encode_mask(np.zeros((5, 6), dtype=bool)) is None
+def test_empty_frame_is_an_all_zero_rle() -> None:
+    rle = encode_mask(np.zeros((5, 6), dtype=bool))  # the official format: never null
+    assert rle["size"] == [5, 6] and isinstance(rle["counts"], str)
+    decoded = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+    assert decoded.shape == (5, 6) and not decoded.any()
     assert encode_masks(np.zeros((0, 5, 6), dtype=bool)) == []
 
 

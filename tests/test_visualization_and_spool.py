@@ -44,7 +44,7 @@ def test_drawing_colours_only_the_masks():
     np.testing.assert_array_equal(draw_instances(frame, nothing, ["a", "b"]), frame)
 
 
-def test_spool_writes_one_entry_per_track_with_nulls():
+def test_spool_writes_one_entry_per_track_with_all_zero_rles_where_absent():
     with TrackSpool() as spool:
         spool.add(frame_instances(0, [2], [1], square(0, 0)[None]))
         spool.add(frame_instances(1, [], [], np.zeros((0, 40, 60), dtype=bool)))
@@ -57,5 +57,8 @@ def test_spool_writes_one_entry_per_track_with_nulls():
         validate_result_entry(entry, index)
         assert entry["video_id"] == 4
     track2, track5 = (e["segmentations"] for e in entries)
-    assert track2[1] is None and track5[:2] == [None, None]
+    empty = np.zeros((40, 60), dtype=bool)
+    for absent in (track2[1], *track5[:2]):  # an all-zero RLE (official format), never null
+        assert absent["size"] == [40, 60]
+        assert mask_util.decode(absent).astype(bool).tolist() == empty.tolist()
     assert mask_util.decode(track5[2]).astype(bool).tolist() == square(20, 30).tolist()

@@ -112,7 +112,7 @@ class Trainer(DefaultTrainer):
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
             if len(cfg.DATASETS.TEST) > 1:
                 output_folder = os.path.join(output_folder, dataset_name)
-        return YTVISEvaluator(dataset_name, output_folder)
+        return YTVISEvaluator(dataset_name, output_dir=output_folder)
 
     @classmethod
     def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None) -> OrderedDict:

@@ -1,33 +1,45 @@
 """``YTVISEvaluator``: submission files and, when ground truth exists, the YouTube-VIS metric.
 
-Per video, the model's instances become server entries with compressed RLE per frame
-(``null`` for empty frames). The model's output is either its typed
-:class:`~minvis.inference.VideoResult` (what :meth:`Trainer.test
-<minvis.engine.Trainer.test>` asks for: masks are computed and encoded one frame at a
-time, so memory stays bounded on long videos) or the official eval-mode dict (dense
-masks, held for one video). Entries are gathered to the main process, which
-writes ``OUTPUT_DIR/inference/results.json`` and ``results.zip`` (results.json at the
-archive root, as the servers require) and scores them if the dataset is annotated.
+Per video, the model's instances become server entries with a compressed RLE on every
+frame (an all-zero one where the instance is absent, as the official release writes).
+The model's output is either its typed :class:`~minvis.inference.VideoResult` (what
+:meth:`Trainer.test <minvis.engine.Trainer.test>` asks for: masks are computed and
+encoded one frame at a time, so memory stays bounded on long videos) or the official
+eval-mode dict (dense masks, held for one video). Entries are gathered to the main
+process, which writes ``OUTPUT_DIR/inference/results.json`` and ``results.zip``
+(results.json at the archive root, as the servers require) and scores them if the
+dataset is annotated.
+
+The constructor takes the official ``YTVISEvaluator`` signature, and the returned
+``segm`` results carry ``AP-<class name>`` per class as the official ones do (logged as a
+table too).
 """
 
 import itertools
 import json
 import logging
+import math
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
+from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
+from detectron2.utils.logger import create_small_table
+from tabulate import tabulate
 
 from minvis.data.ytvis import ytvis_metadata
 from minvis.inference import VideoResult
 from minvis.ytvis_format import SubmissionWriter, encode_masks, zip_results
 
-from .ytvis_metric import evaluate_ytvis
+from .ytvis_metric import YTVISMetrics, evaluate_ytvis
 
 logger = logging.getLogger(__name__)
+
+PER_CLASS_TABLE_COLUMNS = 6  # (category, AP) pairs side by side, as detectron2's evaluators
 
 
 def video_entries(
@@ -54,25 +66,66 @@ def video_entries(
     ]
 
 
+def per_class_ap(
+    metrics: YTVISMetrics, class_names: Sequence[str], contiguous_to_dataset_id: dict[int, int]
+) -> dict[str, float]:
+    """``{"AP-<class name>": AP in percent}`` in class order, NaN for a class without
+    ground truth (the official evaluator's per-class results)."""
+    results = {}
+    for contiguous, name in enumerate(class_names):
+        ap = metrics.per_category_ap[contiguous_to_dataset_id[contiguous]]
+        results[f"AP-{name}"] = 100 * ap if ap >= 0 else math.nan
+    return results
+
+
+def per_class_table(per_class: dict[str, float]) -> str:
+    """The per-class AP as a pipe table of (category, AP) column pairs."""
+    pairs = [(key.removeprefix("AP-"), ap) for key, ap in per_class.items()]
+    columns = min(PER_CLASS_TABLE_COLUMNS, 2 * len(pairs))
+    flat = list(itertools.chain(*pairs))
+    rows = itertools.zip_longest(*[flat[i::columns] for i in range(columns)])
+    headers = ["category", "AP"] * (columns // 2)
+    return tabulate(rows, tablefmt="pipe", floatfmt=".3f", headers=headers, numalign="left")
+
+
 class YTVISEvaluator(DatasetEvaluator):
-    def __init__(self, dataset_name: str, output_dir: str | None = None, distributed: bool = True):
-        """
+    def __init__(
+        self,
+        dataset_name: str,
+        tasks: tuple[str, ...] | CfgNode | None = None,
+        distributed: bool = True,
+        output_dir: str | None = None,
+        *,
+        use_fast_impl: bool = True,
+    ):
+        """The official signature (``YTVISEvaluator(name, cfg, True, output_dir)`` as the
+        official ``train_net_video.py`` calls it works).
+
         Args:
             dataset_name: a dataset registered with ``register_ytvis_instances``.
+            tasks: accepted for the official signature (a tuple of tasks, or a config as
+                the official trainer passes); the only task is ``segm``.
+            distributed: gather entries from all processes to the main one.
             output_dir: where ``inference/``-style files go (results.json, results.zip,
                 metrics.json); nothing is written when None.
-            distributed: gather entries from all processes to the main one.
+            use_fast_impl: accepted for the official signature; there is one metric
+                implementation (:mod:`minvis.evaluation.ytvis_metric`, equal to the
+                official one).
         """
+        del tasks, use_fast_impl  # see the docstring
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
         metadata = MetadataCatalog.get(dataset_name)
         self._json_file = metadata.json_file
         id_map = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
+        class_names = metadata.get("thing_classes")
         if id_map is None:
-            # Registered without categories and not loaded yet: loading would set this map.
-            id_map = ytvis_metadata(self._read_gt()["categories"])["thing_dataset_id_to_contiguous_id"]
+            # Registered without categories and not loaded yet: loading would set these.
+            derived = ytvis_metadata(self._read_gt()["categories"])
+            id_map, class_names = derived["thing_dataset_id_to_contiguous_id"], derived["thing_classes"]
         self._contiguous_to_dataset_id = {contiguous: dataset_id for dataset_id, contiguous in id_map.items()}
+        self._class_names: list[str] = list(class_names or [])
         self._entries: list[dict] = []
 
     def reset(self) -> None:
@@ -104,7 +157,13 @@ class YTVISEvaluator(DatasetEvaluator):
             with open(path, "w", encoding="utf-8") as f:
                 json.dump({**metrics.stats, "per_category_AP": metrics.per_category_ap}, f, indent=2)
         # detectron2 prints these as percentages, like its COCO evaluator.
-        return OrderedDict(segm={k: 100 * v if v >= 0 else v for k, v in metrics.stats.items()})
+        results = {k: 100 * v if v >= 0 else v for k, v in metrics.stats.items()}
+        logger.info(f"Evaluation results for segm:\n{create_small_table(results)}")
+        if len(self._class_names) > 1:  # as the official evaluator: per class for > 1 class
+            per_class = per_class_ap(metrics, self._class_names, self._contiguous_to_dataset_id)
+            logger.info(f"Per-category segm AP:\n{per_class_table(per_class)}")
+            results.update(per_class)
+        return OrderedDict(segm=results)
 
     def _read_gt(self) -> dict[str, Any]:
         with open(self._json_file, encoding="utf-8") as f:

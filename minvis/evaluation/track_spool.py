@@ -5,7 +5,8 @@ predictor reports each frame's tracks as the frame is processed. :class:`TrackSp
 encodes every reported mask to compressed RLE at once and appends it to a per-track
 temporary file, so memory holds no mask of past frames. At the end of the video
 :meth:`TrackSpool.entries` yields one server-format entry per track, reading back one
-track at a time (``null`` on the frames where the track was not reported).
+track at a time (an all-zero RLE on the frames where the track was not reported, as
+the official release writes absent frames).
 """
 
 import json
@@ -14,8 +15,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from minvis.inference import FrameInstances
-from minvis.ytvis_format import encode_masks
+from minvis.ytvis_format import RLE, encode_masks
 
 from ..closing import ClosedOnExit
 
@@ -33,13 +36,17 @@ class TrackSpool(ClosedOnExit):
         self._dir = tempfile.TemporaryDirectory(prefix="minvis_tracks_")
         self._files: dict[int, IO[str]] = {}
         self._last: dict[int, tuple[int, float]] = {}  # track -> (label, score)
+        self._empty: RLE | None = None  # all-zero RLE of the frame size
         self.num_frames = 0
 
     def add(self, instances: FrameInstances) -> None:
         """Record one frame's instances (frames in order, starting at 0)."""
         if instances.frame_index != self.num_frames:
             raise ValueError(f"expected frame {self.num_frames}, got frame {instances.frame_index}")
-        rles = encode_masks(instances.masks.numpy())  # masks [N, H, W] -> N RLE dicts
+        masks = instances.masks.numpy()  # [N, H, W]
+        if self._empty is None:
+            self._empty = encode_masks(np.zeros((1, *masks.shape[1:]), dtype=bool))[0]
+        rles = encode_masks(masks)  # N RLE dicts
         fields = zip(instances.track_ids.tolist(), instances.labels.tolist(), instances.scores.tolist(), rles)
         for track, label, score, rle in fields:
             if track not in self._files:
@@ -63,7 +70,7 @@ class TrackSpool(ClosedOnExit):
             file = self._files[track]
             file.flush()
             file.seek(0)
-            segmentations: list[dict[str, Any] | None] = [None] * self.num_frames
+            segmentations: list[RLE | None] = [self._empty] * self.num_frames
             for line in file:
                 frame, _, rle = line.partition(" ")
                 segmentations[int(frame)] = json.loads(rle)

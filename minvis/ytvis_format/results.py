@@ -5,10 +5,10 @@ A submission is ``results.json``: a list of
 compressed RLE dict (``{"size": [h, w], "counts": str}``) or ``null`` per frame, uploaded
 as ``results.zip`` with ``results.json`` at the archive root.
 
-Empty frames are written as ``null``. The official evaluator treats ``null`` and an
-empty RLE alike: neither adds to the intersection or the union of the spatio-temporal
-IoU, and neither counts towards an instance's mean area (it skips falsy areas), so
-``null`` scores identically and keeps the file small.
+Our writers give every frame an RLE, an all-zero one where the instance is absent, as
+the official release does. ``null`` frames (ground truth, other tools' files) are
+accepted: the evaluators treat ``null`` and an empty RLE alike (neither adds to the
+intersection or the union of the spatio-temporal IoU, nor to an instance's mean area).
 """
 
 import io

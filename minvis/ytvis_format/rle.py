@@ -10,18 +10,17 @@ from .errors import YTVISFormatError, is_int
 RLE = dict[str, Any]
 
 
-def encode_masks(masks: np.ndarray) -> list[RLE | None]:
-    """Encode ``[n, h, w]`` boolean masks to compressed RLE dicts (``None`` if empty)."""
+def encode_masks(masks: np.ndarray) -> list[RLE]:
+    """Encode ``[n, h, w]`` boolean masks to compressed RLE dicts (an all-zero RLE if
+    empty, as the official release writes every frame of an instance)."""
     if masks.ndim != 3:
         raise ValueError(f"expected masks of shape [n, h, w], got {masks.shape}")
     if masks.shape[0] == 0:
         return []
     column_major = np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8)
-    encoded = mask_utils.encode(column_major)
-    non_empty = masks.reshape(masks.shape[0], -1).any(axis=1)
     return [
-        {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")} if keep else None
-        for rle, keep in zip(encoded, non_empty, strict=True)
+        {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        for rle in mask_utils.encode(column_major)
     ]
 
 
