@@ -7,6 +7,8 @@
   that asks for anything else (e.g. a reduce step that runs a command) is refused
   before anything runs.
 * A missing ``MODEL.WEIGHTS`` file is an error, not a silent start from scratch.
+* ``MODEL.WEIGHTS`` may be an ``http(s)://`` URL: downloaded once into detectron2's
+  cache, with a timeout (:mod:`minvis.modeling.remote_weights`), then loaded as a file.
 * ``strict=True`` turns missing keys and shape mismatches into an error that names the
   checkpoint and suggests the fix (used by evaluation and the demo).
 """
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from .remote_weights import DOWNLOAD_TIMEOUT_S, is_url, local_weights_path
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +104,17 @@ class MinVISCheckpointer(DetectionCheckpointer):
         self.strict = strict
         self._path = ""
 
+    download_timeout_s = DOWNLOAD_TIMEOUT_S  # for MODEL.WEIGHTS given as a URL
+
     def load(self, path: str, checkpointables: list[str] | None = None) -> dict:
-        if path and "://" not in path and not os.path.isfile(path):
+        self._path = path
+        if path and is_url(path):
+            path = local_weights_path(path, self.download_timeout_s)
+        elif path and "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(
                 f"checkpoint {path} (MODEL.WEIGHTS) does not exist. Pass an existing file with "
                 "--opts MODEL.WEIGHTS /path/to/model.pth, or MODEL.WEIGHTS '' to start from scratch."
             )
-        self._path = path
         return super().load(path, checkpointables)
 
     def _load_file(self, filename: str) -> dict:
