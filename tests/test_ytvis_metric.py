@@ -146,7 +146,7 @@ def test_no_results_gives_zero() -> None:
         ({"segmentations": [{"counts": "00"}, None]}, r"entry 1 .*frame 0: .*'size'"),
         ({"segmentations": [None, {"size": [H, W]}]}, r"entry 1 .*frame 1: .*'counts'"),
         (
-            {"segmentations": [{"size": [H, W + 1], "counts": "0"}, None]},
+            {"segmentations": [encode_masks(np.ones((1, H, W + 1), dtype=bool))[0], None]},
             r"results entry 1 .*frame 0: mask size \[20, 21\] differs",
         ),
     ],

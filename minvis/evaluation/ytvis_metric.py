@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from minvis.ytvis_format import YTVISFormatError, is_int, validate_results
+from minvis.ytvis_format import (
+    YTVISFormatError,
+    is_int,
+    validate_polygons,
+    validate_results,
+    validate_rle,
+)
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -127,14 +133,14 @@ def _check_size(rle: dict[str, Any], video: _Video, where: str) -> None:
 
 def _gt_frame_rle(segm: object, video: _Video, where: str) -> dict[str, Any]:
     if isinstance(segm, list):  # polygons
+        validate_polygons(segm, video.height, video.width, where)
         return mask_utils.merge(mask_utils.frPyObjects(segm, video.height, video.width))
     if not isinstance(segm, dict) or "size" not in segm or "counts" not in segm:
         raise YTVISFormatError(f"{where}: expected an RLE dict, a polygon list or null")
+    validate_rle(segm, where, compressed_only=False)
     _check_size(segm, video, where)
     if isinstance(segm["counts"], list):  # uncompressed RLE
         return mask_utils.frPyObjects(segm, video.height, video.width)
-    if not isinstance(segm["counts"], str):
-        raise YTVISFormatError(f"{where}: RLE counts must be a list or a compressed string")
     return segm
 
 
@@ -349,13 +355,9 @@ def _summary(values: np.ndarray) -> float:
     return float(np.mean(kept)) if kept.size else -1.0
 
 
-def evaluate_ytvis(gt: dict[str, Any], results: list[dict[str, Any]]) -> YTVISMetrics:
-    """Score a submission against YouTube-VIS/OVIS-format ground truth.
-
-    Raises:
-        YTVISFormatError: the ground truth or the results are malformed or do not
-            correspond (unknown video or category, wrong frame count, wrong mask size).
-    """
+def _parse_ground_truth(
+    gt: dict[str, Any],
+) -> tuple[dict[int, _Video], list[int], dict[tuple[int, int], list[_Instance]]]:
     for key in ("videos", "categories", "annotations"):
         if not isinstance(gt, dict) or not isinstance(gt.get(key), list):
             raise YTVISFormatError(f"ground truth needs a '{key}' list")
@@ -363,8 +365,34 @@ def evaluate_ytvis(gt: dict[str, Any], results: list[dict[str, Any]]) -> YTVISMe
     if not all(isinstance(c, dict) and is_int(c.get("id")) for c in gt["categories"]):
         raise YTVISFormatError("ground truth: every category needs an integer id")
     category_ids = sorted({c["id"] for c in gt["categories"]})
-    gts = _parse_gt(gt, videos, set(category_ids))
-    dts = _parse_results(results, videos, set(category_ids))
+    return videos, category_ids, _parse_gt(gt, videos, set(category_ids))
+
+
+def evaluate_ytvis(
+    gt: dict[str, Any],
+    results: list[dict[str, Any]],
+    *,
+    gt_source: str | None = None,
+    results_source: str | None = None,
+) -> YTVISMetrics:
+    """Score a submission against YouTube-VIS/OVIS-format ground truth.
+
+    Every mask is validated (:func:`validate_rle`) before pycocotools sees it.
+    ``gt_source`` / ``results_source`` (e.g. the file names) prefix the messages of
+    errors in the ground truth / the results.
+
+    Raises:
+        YTVISFormatError: the ground truth or the results are malformed or do not
+            correspond (unknown video or category, wrong frame count, wrong mask size).
+    """
+    try:
+        videos, category_ids, gts = _parse_ground_truth(gt)
+    except YTVISFormatError as error:
+        raise YTVISFormatError(f"{gt_source}: {error}" if gt_source else str(error)) from None
+    try:
+        dts = _parse_results(results, videos, set(category_ids))
+    except YTVISFormatError as error:
+        raise YTVISFormatError(f"{results_source}: {error}" if results_source else str(error)) from None
 
     grouped = _match_all(gts, dts, category_ids)
     precision, recall = _accumulate(grouped, category_ids)

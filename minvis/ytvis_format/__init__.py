@@ -5,7 +5,8 @@ imports only numpy and pycocotools (no torch, no detectron2), so tools that only
 or score files start fast.
 """
 
-from .errors import YTVISFormatError, is_int, parse_json
+from .errors import YTVISFormatError, is_int, parse_json, read_json
+from .polygons import validate_polygons
 from .results import (
     RESULTS_NAME,
     SubmissionWriter,
@@ -14,18 +15,21 @@ from .results import (
     validate_results,
     zip_results,
 )
-from .rle import RLE, encode_masks, validate_rle
+from .rle import RLE, decode_counts_string, encode_masks, validate_rle
 
 __all__ = [
     "RESULTS_NAME",
     "RLE",
     "SubmissionWriter",
     "YTVISFormatError",
+    "decode_counts_string",
     "encode_masks",
     "is_int",
     "load_results",
     "parse_json",
+    "read_json",
     "validate_result_entry",
+    "validate_polygons",
     "validate_results",
     "validate_rle",
     "zip_results",

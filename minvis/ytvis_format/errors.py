@@ -13,9 +13,25 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_json(text: str, source: str | Path) -> object:
-    """``json.loads`` that reports invalid JSON as a :class:`YTVISFormatError`."""
+def parse_json(text: str | bytes, source: str | Path) -> object:
+    """``json.loads`` that reports invalid JSON (or text that is not UTF-8, e.g. a binary
+    file) as a :class:`YTVISFormatError` naming ``source``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise YTVISFormatError(
+                f"{source}: not a JSON text file (byte {error.start} is not UTF-8; a binary file?)"
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise YTVISFormatError(f"{source}: invalid JSON ({error})") from error
+    except RecursionError:
+        raise YTVISFormatError(f"{source}: invalid JSON (nested too deeply)") from None
+
+
+def read_json(path: str | Path) -> object:
+    """Read and parse a JSON file; every failure is a :class:`YTVISFormatError` or an
+    ``OSError`` whose message names ``path``."""
+    return parse_json(Path(path).read_bytes(), path)

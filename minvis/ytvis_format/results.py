@@ -15,6 +15,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -116,19 +117,26 @@ def zip_results(json_path: str | Path, zip_path: str | Path | None = None) -> Pa
     return zip_path
 
 
-def _read_results_text(path: Path) -> str:
+def _read_results_bytes(path: Path) -> bytes:
     if path.suffix != ".zip":
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes()
     try:
         with zipfile.ZipFile(path) as archive:
             if RESULTS_NAME not in archive.namelist():
                 raise YTVISFormatError(f"{path}: no {RESULTS_NAME} at the archive root")
-            return archive.read(RESULTS_NAME).decode("utf-8")
-    except zipfile.BadZipFile as error:
+            return archive.read(RESULTS_NAME)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as error:
         raise YTVISFormatError(f"{path}: not a valid zip archive ({error})") from error
 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
-    """Read a submission from ``results.json`` or ``results.zip`` and validate its format."""
+    """Read a submission from ``results.json`` or ``results.zip`` and validate its format.
+
+    Errors name the file and the entry.
+    """
     path = Path(path)
-    return validate_results(parse_json(_read_results_text(path), path))
+    results = parse_json(_read_results_bytes(path), path)
+    try:
+        return validate_results(results)
+    except YTVISFormatError as error:
+        raise YTVISFormatError(f"{path}: {error}") from None

@@ -2,12 +2,13 @@
 """Score a YouTube-VIS / OVIS submission against ground truth, locally.
 
     python tools/eval/eval_results.py --gt GT.json --results results.json|results.zip \\
-        [--json-out metrics.json]
+        [--json-out metrics.json [--overwrite]]
 
 Prints the twelve official numbers (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100,
 ARs, ARm, ARl; -1 = no ground truth in that bucket) and the per-category AP, and writes
-``{"AP": ..., ...}`` to ``--json-out``. Bad input is reported in one line on stderr
-with exit code 2.
+``{"AP": ..., ...}`` to ``--json-out`` (an existing file only with ``--overwrite``, and
+never one of the inputs). Bad input is reported in one line on stderr naming the file
+and the entry, with exit code 2.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
-from minvis.ytvis_format import YTVISFormatError, load_results, parse_json
+from minvis.output_paths import OutputPathError, check_outputs
+from minvis.ytvis_format import YTVISFormatError, load_results, read_json
 
 BAD_INPUT = 2
 
@@ -35,9 +37,12 @@ def format_report(metrics: YTVISMetrics, category_names: dict[int, str]) -> str:
     return "\n".join(f"{name:<{width}}  {value:>7}".rstrip() for name, value in rows)
 
 
-def run(gt_path: Path, results_path: Path, json_out: Path | None) -> None:
-    gt: Any = parse_json(gt_path.read_text(encoding="utf-8"), gt_path)
-    metrics = evaluate_ytvis(gt, load_results(results_path))
+def run(gt_path: Path, results_path: Path, json_out: Path | None, overwrite: bool) -> None:
+    if json_out is not None:
+        check_outputs([json_out], [gt_path, results_path], overwrite=overwrite)
+    gt: Any = read_json(gt_path)
+    results = load_results(results_path)
+    metrics = evaluate_ytvis(gt, results, gt_source=str(gt_path), results_source=str(results_path))
     names = {c["id"]: str(c.get("name", "")) for c in gt["categories"]}
     print(format_report(metrics, names))
     if json_out is not None:
@@ -49,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gt", type=Path, required=True, help="YouTube-VIS-format GT json")
     parser.add_argument("--results", type=Path, required=True, help="results.json or results.zip")
     parser.add_argument("--json-out", type=Path, help="write the twelve numbers here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json-out file")
     args = parser.parse_args(argv)
     try:
-        run(args.gt, args.results, args.json_out)
-    except (YTVISFormatError, OSError, UnicodeDecodeError) as error:
+        run(args.gt, args.results, args.json_out, args.overwrite)
+    except (YTVISFormatError, OSError, OutputPathError) as error:
         print(f"eval_results: error: {error}", file=sys.stderr)
         return BAD_INPUT
     return 0
