@@ -136,7 +136,26 @@ def test_rle_of_the_wrong_size_names_the_frame(tmp_path):
 def test_uncompressed_rle_not_covering_the_frame(tmp_path):
     data = _dataset()
     data["annotations"][0]["segmentations"][2] = {"size": [H, W], "counts": [13, 3, 3]}
-    assert "video 4 annotation 1 frame 2: RLE counts sum to 19, not 6 x 8" in _error(tmp_path, data)
+    assert "video 4 annotation 1 frame 2: RLE runs add up to 19 pixels, not 6 x 8" in _error(tmp_path, data)
+
+
+def test_compressed_rle_not_covering_the_frame(tmp_path):
+    # pycocotools would read past the mask (and can spin for ever): refused before it runs.
+    data = _dataset()
+    data["annotations"][0]["segmentations"][2] = {"size": [H, W], "counts": "0i0"}
+    assert "video 4 annotation 1 frame 2: RLE runs add up to 25 pixels" in _error(tmp_path, data)
+
+
+def test_missing_or_binary_annotation_file(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_ytvis_json("no/such/train.json", tmp_path)
+    message = str(info.value)
+    assert str(tmp_path.cwd() / "no" / "such" / "train.json") in message
+    assert "DETECTRON2_DATASETS" in message and "make_synthetic_ytvis.py" in message
+    binary = tmp_path / "train.json"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(YTVISFormatError, match=f"{binary}: not a JSON text file"):
+        load_ytvis_json(binary, tmp_path)
 
 
 def test_inconsistent_video_and_unknown_video(tmp_path):

@@ -9,7 +9,6 @@ and per-frame lists ``segmentations`` (RLE, polygons or null), ``bboxes``, ``are
 :func:`register_ytvis_instances` makes such a file available by name.
 """
 
-import json
 import logging
 import os
 from collections import defaultdict
@@ -22,7 +21,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-from minvis.ytvis_format import YTVISFormatError
+from minvis.ytvis_format import YTVISFormatError, parse_json, validate_polygons, validate_rle
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +81,18 @@ def _frame_segmentation(segm: Any, height: int, width: int, where: str) -> Any:
     if not segm:
         return None
     if isinstance(segm, dict):
-        if "counts" not in segm or "size" not in segm:
-            raise YTVISFormatError(f"{where}: RLE needs 'counts' and 'size', got {sorted(segm)}.")
+        validate_rle(segm, where, compressed_only=False)  # before any pycocotools call
         if list(segm["size"]) != [height, width]:
             raise YTVISFormatError(
                 f"{where}: RLE size {segm['size']} differs from the video's [{height}, {width}]."
             )
         if isinstance(segm["counts"], list):
-            if sum(segm["counts"]) != height * width:
-                raise YTVISFormatError(
-                    f"{where}: RLE counts sum to {sum(segm['counts'])}, not {height} x {width}."
-                )
             return mask_util.frPyObjects(segm, height, width)
         return segm
     if isinstance(segm, list) and all(isinstance(p, list) for p in segm):
         polygons = [p for p in segm if len(p) % 2 == 0 and len(p) >= 6]
+        if polygons:
+            validate_polygons(polygons, height, width, where)
         return polygons or None
     raise YTVISFormatError(f"{where}: unsupported segmentation of type {type(segm).__name__}.")
 
@@ -167,6 +163,21 @@ def _frame_objects(
     return objects
 
 
+def _read_annotations(json_file: str) -> dict[str, Any]:
+    """The parsed file; a missing one names its absolute path and how to provide it."""
+    if "://" not in json_file and not os.path.isfile(json_file):
+        raise FileNotFoundError(
+            f"dataset annotation file {os.path.abspath(json_file)} does not exist. Datasets are read "
+            f"from $DETECTRON2_DATASETS (now {os.getenv('DETECTRON2_DATASETS', 'unset: ./datasets')}); "
+            "see datasets/README.md, or write the synthetic set with tools/data/make_synthetic_ytvis.py"
+        )
+    with PathManager.open(json_file, "rb") as f:
+        data = parse_json(f.read(), json_file)
+    if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
+        raise YTVISFormatError(f"{json_file}: expected an object with a 'videos' list")
+    return data
+
+
 def load_ytvis_json(
     json_file: str | os.PathLike,
     image_root: str | os.PathLike,
@@ -203,8 +214,7 @@ def load_ytvis_json(
             video id) or a missing frame, naming the video (and frame).
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
-    with PathManager.open(json_file) as f:
-        data = json.load(f)
+    data = _read_annotations(json_file)
     id_map = _category_map(dataset_name, data.get("categories") or [], json_file)
     keys = ["id", *(extra_annotation_keys or [])]
 
