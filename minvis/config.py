@@ -73,6 +73,12 @@ def add_minvis_config(cfg: CN) -> None:
     # range"); <= 0 = INPUT.SAMPLING_FRAME_RANGE.
     supervised.FRAME_RANGE = 1
 
+    # Evaluation (--eval-only and periodic) runs the model under CUDA autocast (float16),
+    # as the official trainer does; float32 on the CPU whatever this says. Tracking and the
+    # video-level results are computed in float32 either way.
+    cfg.TEST.AMP = CN()
+    cfg.TEST.AMP.ENABLED = True
+
     # Reproducibility (minvis.engine.reproducibility, applied by train_net.py): torch's
     # intra-op CPU threads (0: torch's default, OMP_NUM_THREADS or the core count; float
     # sums depend on it), and torch's deterministic algorithms where it has them.

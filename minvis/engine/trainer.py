@@ -11,8 +11,15 @@ Differences from detectron2 0.6's trainer:
   fixed upstream after 0.6 under the same ``_trainer`` key);
 * evaluation asks the model for its typed video results (``track_video``) instead of the
   official dicts with dense masks, so the evaluator encodes masks one frame at a time.
+
+As the official trainer: the LR scheduler comes from detectron2's DeepLab project
+(``SOLVER.LR_SCHEDULER_NAME`` ``WarmupPolyLR`` besides detectron2's own), and
+evaluation runs under CUDA autocast (float16) when ``TEST.AMP.ENABLED`` and the model is
+on CUDA (:func:`use_eval_autocast`); the model tracks in float32 either way.
 """
 
+import contextlib
+import itertools
 import logging
 import os
 import weakref
@@ -21,6 +28,7 @@ from collections import OrderedDict
 import torch
 from detectron2.config import CfgNode
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch import nn
@@ -43,6 +51,18 @@ def wrap_distributed(model: nn.Module) -> nn.Module:
     on_cuda = next(model.parameters()).device.type == "cuda"
     device_ids = [comm.get_local_rank()] if on_cuda else None
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+def use_eval_autocast(enabled: bool, device: torch.device | str) -> bool:
+    """Whether evaluation runs the model under CUDA autocast: ``TEST.AMP.ENABLED`` on a
+    CUDA device (float32 on the CPU, whatever the key)."""
+    return enabled and torch.device(device).type == "cuda"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (the CPU for an empty model)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
 
 
 class TrackedVideos(nn.Module):
@@ -97,6 +117,10 @@ class Trainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
+    def build_lr_scheduler(cls, cfg: CfgNode, optimizer: torch.optim.Optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
     def build_train_loader(cls, cfg: CfgNode):
         return build_ytvis_train_loader(cfg)
 
@@ -116,4 +140,6 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None) -> OrderedDict:
-        return super().test(cfg, TrackedVideos(model), evaluators)
+        autocast = use_eval_autocast(cfg.TEST.AMP.ENABLED, model_device(model))
+        with torch.autocast("cuda", dtype=torch.float16) if autocast else contextlib.nullcontext():
+            return super().test(cfg, TrackedVideos(model), evaluators)

@@ -189,8 +189,11 @@ class VideoMaskFormer_frame(nn.Module):  # official name
                     spill_to_disk=self.spill_masks_to_disk,
                     tracking=self.tracking,
                 )
-            for frame in window.frames():
-                accumulator.add_frame(frame)
+            # The image model may have run under autocast (float16 evaluation on CUDA):
+            # tracking and video-level scores run on float32 outputs, without autocast.
+            with torch.autocast(self.device.type, enabled=False):
+                for frame in window.frames():
+                    accumulator.add_frame(frame.float())
         return accumulator.finalize()
 
     def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[WindowOutputs]:
