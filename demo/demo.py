@@ -2,32 +2,49 @@
 """MinVIS demo: track and segment the instances of a video, frame by frame.
 
     python demo/demo.py --config-file CONFIG --input VIDEO_OR_FOLDER_OR_GLOB --output DIR \\
-        [--confidence-threshold 0.5] [--save-frames] [--max-frames N] [--amp] [--overwrite] \\
-        [--opts KEY VALUE ...]
+        [--mode stream|video] [--frame-stride N] [--confidence-threshold 0.5] [--save-frames] \\
+        [--max-frames N] [--amp] [--overwrite] [--opts KEY VALUE ...]
 
 Writes to DIR: ``annotated.mp4`` (each track in a stable colour with its id, class and
 running score), ``results.json`` (one entry per track in the YouTube-VIS submission
 format, video_id 1) and, with ``--save-frames``, ``frames/NNNNN.jpg``. The input is
 streamed: memory does not grow with the video. Errors exit with status 2.
+
+``--mode stream`` (default) shows each frame's tracks with running scores as soon as the
+frame is processed, in one pass with memory flat however long the video, on any input.
+``--mode video`` shows the paper's (and the official demo's) output: the model's top-k
+instances of the whole video with their video-level class and score, drawn on every
+frame. It needs the whole video before drawing, so it runs two passes: pass 1 runs the
+model frame by frame and keeps only what the paper's result needs (per frame the mask
+logits of the queries, ``T * Q * h * w`` floats, in memory or, with ``--opts
+MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK True``, on disk), pass 2 decodes the input
+again and draws the selected instances' masks frame by frame. Stream is the default
+because it works on any length with constant memory; ``results.json`` holds the top-k
+entries in video mode (what the evaluator writes for the video). ``--frame-stride N``
+uses every N-th frame (of the first ``--max-frames``) in both modes.
 """
 
 import argparse
 import itertools
-import shutil
 import sys
 import time
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from minvis.config import build_config
 from minvis.data.video_io import VideoWriter, open_frame_source
 from minvis.evaluation.track_spool import TrackSpool
+from minvis.inference import FrameInstances
 from minvis.modeling import CheckpointLoadError, VideoInputError
+from minvis.output_paths import OutputPathError, StagedOutputs, check_outputs, interrupt_on_sigterm
 from minvis.predictor import VideoPredictor
-from minvis.visualization import draw_instances
+from minvis.visualization import draw_instances, shown_instances
 from minvis.ytvis_format import SubmissionWriter
 
 VIDEO_NAME = "annotated.mp4"
@@ -50,15 +67,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the outputs")
     parser.add_argument(
-        "--confidence-threshold", type=float, default=0.5, help="minimum running score of a shown track"
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        help="minimum score of a shown instance (stream: running score; video: video-level score)",
     )
     parser.add_argument(
         "--save-frames", action="store_true", help="also write every annotated frame as a jpg"
     )
+    parser.add_argument(
+        "--mode",
+        choices=("stream", "video"),
+        default="stream",
+        help="stream: per-frame tracks with running scores, one pass; video: the paper's top-k "
+        "instances of the whole video with video-level scores, two passes",
+    )
     parser.add_argument("--max-frames", type=int, help="process only the first N frames")
+    parser.add_argument(
+        "--frame-stride", type=int, default=1, metavar="N", help="use every N-th frame (long videos)"
+    )
     parser.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the outputs of a previous run in DIR"
+        "--overwrite",
+        action="store_true",
+        help="replace existing files at the output names in DIR (never the input)",
     )
     parser.add_argument(
         "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs"
@@ -66,25 +98,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
         parser.error("--max-frames must be >= 1")
+    if args.frame_stride < 1:
+        parser.error("--frame-stride must be >= 1")
     return args
 
 
-def prepare_output(folder: Path, overwrite: bool) -> None:
-    """Create ``folder``; refuse to touch a previous run's outputs unless ``overwrite``."""
-    previous = [
-        folder / name for name in (VIDEO_NAME, RESULTS_NAME, FRAMES_NAME) if (folder / name).exists()
-    ]
-    if previous and not overwrite:
-        raise DemoError(
-            f"{folder} already holds outputs of a previous run ({', '.join(p.name for p in previous)}); "
-            "pass --overwrite to replace them or choose another --output folder"
-        )
-    for path in previous:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+def prepare_output(folder: Path, inputs: list[str], overwrite: bool) -> list[Path]:
+    """Create ``folder`` and return the existing files at its output names (which the
+    run replaces once it has succeeded). The rule of :mod:`minvis.output_paths`: an
+    output name holding the input is refused, other existing ones need ``overwrite``."""
+    outputs = [folder / name for name in (VIDEO_NAME, RESULTS_NAME, FRAMES_NAME)]
+    existing = check_outputs(outputs, inputs, overwrite=overwrite)
     folder.mkdir(parents=True, exist_ok=True)
+    return existing
+
+
+def warn_about_setup(cfg, amp: bool) -> None:
+    """Runtime warnings for runs that work but are probably not what the user meant."""
+    if not cfg.MODEL.WEIGHTS:
+        warnings.warn(
+            "MODEL.WEIGHTS is empty: the model has random weights and its output means nothing; "
+            "pass --opts MODEL.WEIGHTS /path/to/model.pth",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if amp and not cfg.MODEL.DEVICE.startswith("cuda"):
+        warnings.warn(
+            f"--amp has no effect on {cfg.MODEL.DEVICE}: running in float32", RuntimeWarning, stacklevel=2
+        )
 
 
 def load_config(args: argparse.Namespace):
@@ -100,38 +141,67 @@ def load_config(args: argparse.Namespace):
     return cfg
 
 
+def frame_pairs(
+    args: argparse.Namespace, source: Iterable[np.ndarray], predictor: VideoPredictor
+) -> Iterator[tuple[np.ndarray, FrameInstances]]:
+    """``(frame, instances)`` for every ``--frame-stride``-th of the first ``--max-frames``
+    frames, in ``--mode`` (see the module docstring)."""
+
+    def used(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        return itertools.islice(frames, 0, args.max_frames, args.frame_stride)
+
+    if args.mode == "stream":
+        # The predictor pulls frame t from one copy of the stream, the drawing loop reads it
+        # from the other: tee buffers a single frame.
+        shown, fed = itertools.tee(used(source))
+        return zip(shown, predictor(fed))
+    result = predictor.video_result(tqdm(used(source), unit="frame", desc="MinVIS pass 1/2"))
+    return zip(used(open_frame_source(args.input)), result.frame_instances(), strict=True)
+
+
 def run(args: argparse.Namespace) -> None:
     cfg = load_config(args)
+    warn_about_setup(cfg, args.amp)
     source = open_frame_source(args.input)
-    predictor = VideoPredictor.from_config(cfg, score_threshold=args.confidence_threshold, amp=args.amp)
     output = Path(args.output)
-    prepare_output(output, args.overwrite)
+    existing = prepare_output(output, getattr(source, "files", [args.input]), args.overwrite)
+    predictor = VideoPredictor.from_config(cfg, score_threshold=args.confidence_threshold, amp=args.amp)
     class_names = predictor.class_names
     info = source.info
     total = min(filter(None, (info.num_frames, args.max_frames)), default=None)
-    if args.save_frames:
-        (output / FRAMES_NAME).mkdir()
+    total = None if total is None else -(-total // args.frame_stride)
+    finals = [output / VIDEO_NAME, output / RESULTS_NAME] + (
+        [output / FRAMES_NAME] if args.save_frames else []
+    )
 
     start = time.perf_counter()
-    # The predictor pulls frame t from one copy of the stream, the drawing loop reads it
-    # from the other: tee buffers a single frame.
-    shown, fed = itertools.tee(itertools.islice(source, args.max_frames))
-    with (
-        VideoWriter(output / VIDEO_NAME, info.fps or DEFAULT_FPS, (info.height, info.width)) as video,
-        TrackSpool() as spool,
-        tqdm(total=total, unit="frame", desc="MinVIS") as progress,
-    ):
-        for frame, instances in zip(shown, predictor(fed)):
-            spool.add(instances)
-            annotated = draw_instances(frame, instances, class_names)
-            video.write(annotated)
-            if args.save_frames:
-                path = output / FRAMES_NAME / f"{instances.frame_index:05d}.jpg"
-                cv2.imwrite(str(path), annotated[:, :, ::-1])
-            progress.update()
-        seconds = time.perf_counter() - start
-        with SubmissionWriter(output / RESULTS_NAME) as results:
-            results.write(spool.entries(video_id=1, category_ids=predictor.category_ids))
+    pairs = frame_pairs(args, source, predictor)  # video mode: runs pass 1 here
+    # Outputs are written under .partial names and renamed when everything succeeded;
+    # an error, Ctrl-C or SIGTERM removes them (and the track spool's temporary folder).
+    with interrupt_on_sigterm(), StagedOutputs(finals, replaces=existing) as staged:
+        frames_dir = staged.path(output / FRAMES_NAME)
+        if args.save_frames:
+            frames_dir.mkdir()
+        with (
+            VideoWriter(
+                staged.path(output / VIDEO_NAME),
+                (info.fps or DEFAULT_FPS) / args.frame_stride,
+                (info.height, info.width),
+            ) as video,
+            TrackSpool() as spool,
+            tqdm(total=total, unit="frame", desc="MinVIS") as progress,
+        ):
+            for frame, instances in pairs:
+                spool.add(instances)
+                shown = shown_instances(instances, args.confidence_threshold)
+                annotated = draw_instances(frame, shown, class_names)
+                video.write(annotated)
+                if args.save_frames:
+                    cv2.imwrite(str(frames_dir / f"{instances.frame_index:05d}.jpg"), annotated[:, :, ::-1])
+                progress.update()
+            seconds = time.perf_counter() - start
+            with SubmissionWriter(staged.path(output / RESULTS_NAME)) as results:
+                results.write(spool.entries(video_id=1, category_ids=predictor.category_ids))
     print(
         f"{spool.num_frames} frames in {seconds:.1f} s ({spool.num_frames / seconds:.2f} frames/s), "
         f"{spool.num_tracks} tracks -> {output / VIDEO_NAME}, {output / RESULTS_NAME}"
@@ -142,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (DemoError, OSError, CheckpointLoadError, VideoInputError) as error:
+    except (DemoError, OSError, CheckpointLoadError, VideoInputError, OutputPathError) as error:
         # OSError covers VideoReadError, VideoWriteError and a missing MODEL.WEIGHTS file.
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output written (partial outputs removed)", file=sys.stderr)
+        return 130
     return 0
 
 

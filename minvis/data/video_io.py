@@ -14,6 +14,7 @@ folder, frames of different sizes) is a :class:`VideoReadError` naming the path.
 import glob
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ __all__ = [
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+# A container's frame count is exact for .mp4/.avi (an index or header) but only an
+# estimate from duration x fps for some others (e.g. .mkv): a video that ends at most
+# this fraction of its count (and at least one frame) early is complete, one that
+# ends earlier is truncated or corrupt.
+FRAME_COUNT_TOLERANCE = 0.01
 
 
 class VideoReadError(OSError):
@@ -118,15 +124,25 @@ class VideoFileSource:
         )
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """Decode frame by frame; raise :class:`VideoReadError` if decoding stops well
+        before the container's frame count (a truncated or corrupt file)."""
         capture = _open_capture(self.path)
+        decoded = 0
         try:
             while True:
                 ok, frame = capture.read()  # BGR [H, W, 3]
                 if not ok:
-                    return
+                    break
+                decoded += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
+        expected = self.info.num_frames
+        if expected is not None and expected - decoded > max(1, FRAME_COUNT_TOLERANCE * expected):
+            raise VideoReadError(
+                f"video {self.path}: decoding stopped after frame {decoded} of the {expected} its "
+                "container lists (a truncated or corrupt file)"
+            )
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -223,9 +239,20 @@ class VideoWriter(ClosedOnExit):
         if fps <= 0:
             raise VideoWriteError(f"cannot write {self.path}: fps must be positive, got {fps}")
         self.size = size
+        # OpenCV's encoders drop the last row/column of an odd-sized frame; pad it to an
+        # even size instead (black bottom row / right column) so no pixel is lost.
+        self.encoded_size = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        if self.encoded_size != size:
+            warnings.warn(
+                f"{self.path}: video encoders need even frame sizes; {size[1]}x{size[0]} (WxH) frames "
+                f"are written padded to {self.encoded_size[1]}x{self.encoded_size[0]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.num_frames = 0
         fourcc = cv2.VideoWriter_fourcc(*_FOURCC[suffix])
-        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(self.path, fourcc, fps, (size[1], size[0]))
+        height, width = self.encoded_size
+        self._writer: cv2.VideoWriter | None = cv2.VideoWriter(self.path, fourcc, fps, (width, height))
         if not self._writer.isOpened():
             self._writer = None
             raise VideoWriteError(
@@ -242,11 +269,11 @@ class VideoWriter(ClosedOnExit):
                 f"{self.path}: expected uint8 frames of shape {(*self.size, 3)}, "
                 f"got {frame.dtype} {frame.shape}"
             )
-        self._writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+        pad = ((0, self.encoded_size[0] - self.size[0]), (0, self.encoded_size[1] - self.size[1]), (0, 0))
+        self._writer.write(np.ascontiguousarray(np.pad(frame, pad)[:, :, ::-1]))
         self.num_frames += 1
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-

@@ -16,6 +16,7 @@
 import logging
 import os
 import pickle
+import re
 from typing import Any
 
 import numpy as np
@@ -79,18 +80,30 @@ def load_pkl_checkpoint(path: str) -> dict:
     return data
 
 
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
 def load_pth_checkpoint(path: str) -> dict:
-    """Load a ``.pth`` with torch's weights-only unpickler (plus numpy scalar types)."""
+    """Load a ``.pth`` with torch's weights-only unpickler (plus numpy scalar types).
+
+    torch's own messages advise retrying with ``weights_only=False``, which runs any
+    code the file holds; ours say instead what is wrong with the file.
+    """
     try:
         with torch.serialization.safe_globals(_TORCH_SAFE_GLOBALS):
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except OSError:
+        raise
+    except Exception as e:  # torch reports corrupt files with many exception types
+        unsupported = _UNSUPPORTED_GLOBAL.search(str(e))
+        if unsupported:
+            raise CheckpointLoadError(
+                f"{path}: refusing to load: the file asks for '{unsupported.group(1)}', and a "
+                "checkpoint may only hold tensors and plain containers"
+            ) from None
         raise CheckpointLoadError(
-            f"{path}: refused by torch's weights-only loader, which only loads tensors and plain "
-            f"containers. Details: {str(e).splitlines()[0]}"
-        ) from e
-    except (RuntimeError, EOFError) as e:
-        raise CheckpointLoadError(f"{path}: not a readable torch checkpoint ({e})") from e
+            f"{path}: not a readable checkpoint (a corrupt, truncated or non-torch file)"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointLoadError(f"{path}: expected a dict at the top level, got {type(data).__name__}")
     return data
@@ -133,16 +146,27 @@ class MinVISCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint: dict):
         incompatible = super()._load_model(checkpoint)
-        if self.strict and (incompatible.missing_keys or incompatible.incorrect_shapes):
-            problems = [f"missing: {k}" for k in incompatible.missing_keys[:5]] + [
-                f"shape of {k}: checkpoint {tuple(a)} vs model {tuple(b)}"
-                for k, a, b in incompatible.incorrect_shapes[:5]
-            ]
+        if not self.strict:
+            return incompatible
+        # detectron2 drops shape-mismatched weights before loading, so they also come
+        # back as missing keys: list them once, as mismatched.
+        mismatched = {k for k, _, _ in incompatible.incorrect_shapes}
+        missing = [k for k in incompatible.missing_keys if k not in mismatched]
+        unexpected = list(incompatible.unexpected_keys)
+        if missing or unexpected or mismatched:
+            problems = (
+                [f"missing: {k}" for k in missing[:3]]
+                + [f"unexpected: {k}" for k in unexpected[:3]]
+                + [
+                    f"shape of {k}: checkpoint {tuple(a)} vs model {tuple(b)}"
+                    for k, a, b in incompatible.incorrect_shapes[:3]
+                ]
+            )
             raise CheckpointLoadError(
                 f"{self._path}: the checkpoint does not match the model built from the config "
-                f"({len(incompatible.missing_keys)} missing keys, "
-                f"{len(incompatible.incorrect_shapes)} shape mismatches; e.g. {'; '.join(problems)}). "
+                f"({len(missing)} missing keys, {len(unexpected)} unexpected keys, "
+                f"{len(mismatched)} shape mismatches; e.g. {'; '.join(problems)}). "
                 "Use the config file the checkpoint was trained with (dataset = number of classes, "
-                "backbone, number of queries)."
+                "backbone, number of queries, number of decoder layers)."
             )
         return incompatible
