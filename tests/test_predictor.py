@@ -116,3 +116,32 @@ def test_streaming_does_not_hold_the_video():
     first = next(iter(predictor(frames())))
     assert first.frame_index == 0 and pulled == 1
     assert len(list(itertools.islice(predictor(frames()), 3))) == 3
+
+
+@pytest.mark.parametrize("image_format", ["BGR", "RGB"])
+def test_model_input_equals_the_test_mappers_on_the_same_frames(image_format, tmp_path, monkeypatch):
+    """What the streaming predictor feeds the model is what the test dataset mapper makes
+    of the same frames read from image files, in both INPUT.FORMAT channel orders."""
+    from PIL import Image
+
+    from minvis.data.mapper import YTVISDatasetMapper
+
+    frames = list(itertools.islice(open_frame_source(VTEST), 3))  # RGB [576, 768, 3]
+    files = []
+    for index, frame in enumerate(frames):
+        files.append(str(tmp_path / f"{index:05d}.png"))
+        Image.fromarray(frame).save(files[-1])
+    video = {"file_names": files, "height": 576, "width": 768, "length": 3, "video_id": 1}
+    cfg = build_config(str(TINY_CONFIG), ["INPUT.FORMAT", image_format])
+    expected = YTVISDatasetMapper(cfg, is_train=False)(video)["image"]  # uint8 [3, h, w] each
+
+    predictor = VideoPredictor.from_config(cfg)
+    fed = []
+    run_model = predictor.run_model
+    monkeypatch.setattr(predictor, "run_model", lambda image: run_model(fed.append(image) or image))
+    list(predictor(frames))
+    assert len(fed) == len(expected) == 3
+    assert expected[0].shape == (3, 128, 171)  # resized by the test size: a real comparison
+    for ours, reference in zip(fed, expected, strict=True):
+        assert ours.dtype == reference.dtype == torch.uint8
+        assert torch.equal(ours, reference)

@@ -20,6 +20,7 @@ from minvis.ytvis_format import (
     validate_results,
     zip_results,
 )
+from minvis.ytvis_format.rle import decode_counts_string
 
 
 def random_masks(n: int, seed: int = 0) -> np.ndarray:
@@ -138,3 +139,52 @@ def test_malformed_entries_name_the_entry(tmp_path: Path, change: dict[str, Any]
 def test_missing_keys_are_listed() -> None:
     with pytest.raises(YTVISFormatError, match="results entry 0: missing key.*score"):
         validate_results([{"video_id": 1, "category_id": 1, "segmentations": [None]}])
+
+
+def column_major_runs(mask: np.ndarray) -> list[int]:
+    """Runs of a ``[h, w]`` mask in COCO's order (column-major, starting with zeros), by hand."""
+    flat = mask.T.flatten().astype(np.int8)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    bounds = [0, *edges.tolist(), flat.size]
+    runs = [b - a for a, b in zip(bounds, bounds[1:])]
+    return runs if flat[0] == 0 else [0, *runs]
+
+
+def test_counts_strings_decode_to_the_masks_runs() -> None:
+    masks = random_masks(6, seed=7)
+    masks[0] = True  # starts with ones: a leading empty run
+    for mask, rle in zip(masks, encode_masks(masks), strict=True):
+        assert decode_counts_string(rle["counts"], "x").tolist() == column_major_runs(mask)
+
+
+def _corrupt(counts: str, how: str) -> str:
+    if how == "truncated":  # ends inside a value
+        return counts[:-1] + chr(ord("0") + 0x20)
+    if how == "last run dropped":
+        return counts[:-1]
+    if how == "extra run":
+        return counts + "1"
+    if how == "character outside the alphabet":
+        return counts[:3] + "~" + counts[4:]
+    if how == "one run changed":  # same structure, another value
+        i = len(counts) // 2
+        c = ord(counts[i]) - ord("0")
+        return counts[:i] + chr(ord("0") + (c ^ 0x01)) + counts[i + 1 :]
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["truncated", "last run dropped", "extra run", "character outside the alphabet", "one run changed"],
+)
+def test_corrupt_compressed_counts_fail_validation(tmp_path: Path, how: str) -> None:
+    good = entry(1)
+    rle = good["segmentations"][0]
+    bad_rle = {"size": rle["size"], "counts": _corrupt(rle["counts"], how)}
+    assert bad_rle["counts"] != rle["counts"]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([good, {**good, "segmentations": [bad_rle, *good["segmentations"][1:]]}]))
+    with pytest.raises(YTVISFormatError, match=r"results entry 1 \(video_id 1\) frame 0: RLE (counts|runs)"):
+        load_results(path)
+    path.write_text(json.dumps([good]))  # the uncorrupted entry passes
+    assert load_results(path) == [good]

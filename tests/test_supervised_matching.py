@@ -136,3 +136,19 @@ def test_training_adds_loss_match_only_when_enabled() -> None:
     losses["loss_match"].backward()
     grads = [p.grad for p in supervised.sem_seg_head.predictor.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_loss_match_is_scaled_by_its_configured_weight() -> None:
+    """``loss_match`` is WEIGHT times the hinge loss: same model, same clip, two weights."""
+    cfg = build_config(str(TINY), ["MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64])
+    cfg.MODEL.MINVIS.SUPERVISED_MATCHING.ENABLED = True
+    cfg.MODEL.MINVIS.SUPERVISED_MATCHING.MARGIN = 2.0  # every hinge term is active: loss > 0
+    losses = {}
+    for weight in (1.0, 3.0):
+        cfg.MODEL.MINVIS.SUPERVISED_MATCHING.WEIGHT = weight
+        torch.manual_seed(0)
+        model = build_model(cfg).train()  # same initial weights
+        torch.manual_seed(1)
+        losses[weight] = model(_clip())["loss_match"].item()
+    assert losses[1.0] > 0
+    assert losses[3.0] == pytest.approx(3.0 * losses[1.0], rel=1e-6)
