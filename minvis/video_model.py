@@ -201,26 +201,31 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         frames = _checked_frames(video.get("image"))
         first = next(frames)
         image_size = tuple(first.shape[-2:])
+        output_size = (video.get("height", image_size[0]), video.get("width", image_size[1]))
         accumulator = None
-        for outputs, padded_size in self.frame_outputs(itertools.chain([first], frames)):
-            if accumulator is None:
-                accumulator = VideoResultAccumulator(
-                    image_size=image_size,
-                    padded_size=padded_size,
-                    output_size=(video.get("height", image_size[0]), video.get("width", image_size[1])),
-                    top_k=self.top_k,
-                    spill_to_disk=self.spill_masks_to_disk,
-                    tracking=self.tracking,
-                )
-            frames_raw = zip(outputs["pred_logits"], outputs["pred_masks"], outputs["pred_embds"])
-            for logits, masks, embds in frames_raw:
-                accumulator.add_frame(logits, masks, embds)
+        # One autocast context per video (none in fp32): the weights are cast to low
+        # precision once, not once per window. Tracking runs in float32.
+        with self._autocast():
+            for outputs, padded_size in self.frame_outputs(itertools.chain([first], frames)):
+                with torch.autocast(self.device.type, enabled=False):
+                    if accumulator is None:
+                        accumulator = VideoResultAccumulator(
+                            image_size=image_size,
+                            padded_size=padded_size,
+                            output_size=output_size,
+                            top_k=self.top_k,
+                            spill_to_disk=self.spill_masks_to_disk,
+                            tracking=self.tracking,
+                        )
+                    frames_raw = zip(outputs["pred_logits"], outputs["pred_masks"], outputs["pred_embds"])
+                    for logits, masks, embds in frames_raw:
+                        accumulator.add_frame(logits, masks, embds)
         return accumulator
 
     def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[tuple[dict[str, Tensor], tuple[int, int]]]:
         """Yield raw per-frame outputs window by window, and the padded input size.
 
-        ``frames`` (``[3, H, W]`` each) are consumed lazily, one window at a time (all at
+        ``frames`` (``[3, H, W]`` each) are consumed lazily, one window at a time (one frame
         at a time without window inference: frames are independent images, and one-frame
         forwards are the fastest on a CPU). Each yielded dict holds ``pred_logits [n, Q, K+1]``,
         ``pred_masks [n, Q, H/4, W/4]`` and ``pred_embds [n, Q, C]`` for the next ``n`` frames.
@@ -237,11 +242,15 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         not stay alive while the caller computes the next window.
         """
         images = self._to_image_list([f.to(self.device) for f in frames])
-        enabled = self.autocast_dtype is not None
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled):
+        with self._autocast():
             outputs = self.sem_seg_head(self.backbone(images.tensor))
         raw = {key: outputs[key].float() for key in RAW_OUTPUT_KEYS}
         return raw, tuple(images.tensor.shape[-2:])
+
+    def _autocast(self) -> torch.autocast:
+        """The inference autocast context of MODEL.MASK_FORMER.TEST.PRECISION (off for fp32)."""
+        enabled = self.autocast_dtype is not None
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled)
 
     def _to_image_list(self, frames: list[Tensor]) -> ImageList:
         normalized = [(f - self.pixel_mean) / self.pixel_std for f in frames]

@@ -2,6 +2,7 @@
 
 import logging
 
+import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
@@ -61,7 +62,13 @@ class MaskFormerHead(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> dict:
         mask_features, _, multi_scale_features = self.pixel_decoder.forward_features(features)
-        return self.predictor(multi_scale_features, mask_features)
+        if self.training:
+            return self.predictor(multi_scale_features, mask_features)
+        # At inference the transformer decoder runs in float32 even under autocast: its
+        # small matmuls gain nothing from bfloat16 on a CPU (casts and masks cost more),
+        # and the query embeddings that tracking compares stay exact.
+        with torch.autocast(mask_features.device.type, enabled=False):
+            return self.predictor([f.float() for f in multi_scale_features], mask_features.float())
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
