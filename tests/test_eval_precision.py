@@ -60,14 +60,14 @@ def test_tracking_runs_on_float32_outputs_under_autocast(monkeypatch) -> None:
     spy = lambda cost: costs.append(cost.dtype) or solve(cost)  # noqa: E731
     monkeypatch.setattr(tracker_module, "solve_assignment", spy)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        (window,) = model.frame_outputs(frames)
+        windows = list(model.frame_outputs(frames))
         result = model.track_video({"image": frames}).to_dict()
-    assert window.logits.dtype == torch.bfloat16  # the model itself did run in low precision
+    assert {w.logits.dtype for w in windows} == {torch.bfloat16}  # the model did run in low precision
     assert costs and set(costs) == {torch.float32}
 
     expected = paper_exact_video_results(
-        window.logits.float(), window.masks.float(), window.embds.float(),
-        image_size=window.image_size, padded_size=window.padded_size, output_size=(64, 80),
+        *(torch.cat([getattr(w, field) for w in windows]).float() for field in ("logits", "masks", "embds")),
+        image_size=windows[0].image_size, padded_size=windows[0].padded_size, output_size=(64, 80),
     )  # fmt: skip
     assert result["pred_scores"] == expected["pred_scores"]
     assert result["pred_labels"] == expected["pred_labels"]

@@ -131,6 +131,23 @@ def test_runs_in_float32_under_autocast() -> None:
     assert {t.dtype for t in [mask_features, encoder_features, *multi_scale]} == {torch.float32}
 
 
+def test_low_precision_inference_is_opt_in() -> None:
+    shapes = _resnet_shapes(64)
+    overrides = ["MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32]
+    reference = build_pixel_decoder(_config(overrides), shapes).eval()
+    fast = build_pixel_decoder(_config([*overrides, "MODEL.MASK_FORMER.TEST.PRECISION", "bf16"]), shapes)
+    fast.load_state_dict(reference.state_dict())
+    features = _features(shapes, batch=1, height=64, width=64)
+    with torch.no_grad():
+        expected = reference.forward_features(features)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mask_features = fast.eval().forward_features(features)[0]
+            fast.train()
+            assert fast.forward_features(features)[0].dtype == torch.float32  # training: official
+    assert mask_features.dtype == torch.bfloat16
+    torch.testing.assert_close(mask_features.float(), expected, rtol=0.05, atol=0.05)
+
+
 def test_finds_decoders_registered_the_official_way() -> None:
     @SEM_SEG_HEADS_REGISTRY.register()
     class _TestOnlyPixelDecoder(nn.Module):

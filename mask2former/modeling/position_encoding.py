@@ -5,6 +5,9 @@ import math
 import torch
 from torch import nn
 
+# Distinct feature-map sizes whose unpadded encoding is kept (one per level and input size).
+MAX_CACHED_SIZES = 16
+
 
 class PositionEmbeddingSine(nn.Module):
     """Fixed sin/cos encoding of (y, x) positions, ``2 * num_pos_feats`` channels.
@@ -27,11 +30,23 @@ class PositionEmbeddingSine(nn.Module):
         self.temperature = temperature
         self.normalize = normalize
         self.scale = 2 * math.pi if scale is None else scale
+        # Unpadded encodings by (H, W, device): they depend on nothing else.
+        self._unpadded: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [N, C, H, W]; mask: [N, H, W], True on padding.
-        if mask is None:
-            mask = torch.zeros((x.size(0), x.size(2), x.size(3)), device=x.device, dtype=torch.bool)
+        # x: [N, C, H, W]; mask: [N, H, W], True on padding. Returns float32 [N, 2F, H, W].
+        if mask is not None:
+            return self._encode(mask)
+        key = (x.size(2), x.size(3), x.device)
+        encoding = self._unpadded.get(key)
+        if encoding is None:
+            if len(self._unpadded) >= MAX_CACHED_SIZES:
+                self._unpadded.clear()
+            no_padding = torch.zeros((1, *key[:2]), device=x.device, dtype=torch.bool)
+            encoding = self._unpadded[key] = self._encode(no_padding).contiguous()
+        return encoding.expand(x.size(0), -1, -1, -1)
+
+    def _encode(self, mask: torch.Tensor) -> torch.Tensor:
         valid = ~mask
         y_embed = valid.cumsum(1, dtype=torch.float32)  # [N, H, W]
         x_embed = valid.cumsum(2, dtype=torch.float32)
@@ -40,7 +55,7 @@ class PositionEmbeddingSine(nn.Module):
             y_embed = y_embed / (y_embed[:, -1:, :] + eps) * self.scale
             x_embed = x_embed / (x_embed[:, :, -1:] + eps) * self.scale
 
-        dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=x.device)
+        dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=mask.device)
         dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
 
         pos_x = x_embed[:, :, :, None] / dim_t  # [N, H, W, F]

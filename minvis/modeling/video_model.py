@@ -12,8 +12,10 @@ grow with the video. :meth:`VideoMaskFormer_frame.track_video` returns the typed
 :class:`~minvis.inference.VideoResult`; ``forward`` returns it in the official dict.
 """
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -27,6 +29,9 @@ from minvis.inference import VideoResult, VideoResultAccumulator, WindowOutputs
 from minvis.tracking import PAPER_TRACKING, TrackingOptions, matching_cost_terms
 
 from .supervised_matching import supervised_matching_loss
+
+# MODEL.MASK_FORMER.TEST.PRECISION -> autocast dtype of the image model (None: float32).
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class VideoInputError(ValueError):
@@ -52,6 +57,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         tracking: TrackingOptions = PAPER_TRACKING,
         supervised_matching_weight: float = 0.0,
         supervised_matching_margin: float = 0.0,
+        precision: str = "fp32",
     ):
         """
         Args:
@@ -70,6 +76,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             supervised_matching_weight: weight of the supervised matching loss
                 ``loss_match`` (0: not computed, the paper's training).
             supervised_matching_margin: its margin.
+            precision: inference precision, ``fp32`` or ``bf16`` (autocast).
         """
         super().__init__()
         self.backbone = backbone
@@ -87,6 +94,13 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         self.tracking = tracking
         self.supervised_matching_weight = supervised_matching_weight
         self.supervised_matching_margin = supervised_matching_margin
+        if precision not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"MODEL.MASK_FORMER.TEST.PRECISION must be one of {list(AUTOCAST_DTYPES)}, got {precision!r}"
+            )
+        self.autocast_dtype = AUTOCAST_DTYPES[precision]
+        # Convolutions are faster on channels-last tensors (oneDNN on CPU, cuDNN on GPU).
+        self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -107,6 +121,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             "tracking": tracking_options(cfg),
             "supervised_matching_weight": supervised.WEIGHT if supervised.ENABLED else 0.0,
             "supervised_matching_margin": supervised.MARGIN,
+            "precision": cfg.MODEL.MASK_FORMER.TEST.PRECISION,
         }
 
     @property
@@ -181,30 +196,35 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         first = next(frames)
         output_size = (video.get("height", first.shape[-2]), video.get("width", first.shape[-1]))
         accumulator = None
-        for window in self.frame_outputs(itertools.chain([first], frames)):
-            if accumulator is None:
-                accumulator = VideoResultAccumulator(
-                    window.geometry(output_size),
-                    top_k=self.top_k,
-                    spill_to_disk=self.spill_masks_to_disk,
-                    tracking=self.tracking,
-                )
-            # The image model may have run under autocast (float16 evaluation on CUDA):
-            # tracking and video-level scores run on float32 outputs, without autocast.
-            with torch.autocast(self.device.type, enabled=False):
-                for frame in window.frames():
-                    accumulator.add_frame(frame.float())
+        # One autocast context per video (none in fp32): the weights are cast to low
+        # precision once, not once per window.
+        with self._autocast():
+            for window in self.frame_outputs(itertools.chain([first], frames)):
+                if accumulator is None:
+                    accumulator = VideoResultAccumulator(
+                        window.geometry(output_size),
+                        top_k=self.top_k,
+                        spill_to_disk=self.spill_masks_to_disk,
+                        tracking=self.tracking,
+                    )
+                # The image model may have run under autocast (bf16 here, float16 in CUDA
+                # evaluation): tracking and video-level scores run on float32 outputs.
+                with torch.autocast(self.device.type, enabled=False):
+                    for frame in window.frames():
+                        accumulator.add_frame(frame.float())
         return accumulator.finalize()
 
     def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[WindowOutputs]:
         """Yield the image model's outputs window by window.
 
         ``frames`` (``[3, H, W]`` each, one size) are consumed lazily, one window at a time
-        (all at once without window inference). Each window holds ``logits [n, Q, K+1]``,
-        ``masks [n, Q, H_pad/4, W_pad/4]`` and ``embds [n, Q, C]`` of the next ``n`` frames.
+        (one frame at a time without window inference: frames are independent images, and
+        one-frame forwards are the fastest and keep memory flat). Each window holds
+        ``logits [n, Q, K+1]``, ``masks [n, Q, H_pad/4, W_pad/4]`` and ``embds [n, Q, C]``
+        of the next ``n`` frames.
         """
         frames = iter(frames)
-        size = self.window_size if self.window_inference else None
+        size = self.window_size if self.window_inference else 1
         while window := list(itertools.islice(frames, size)):
             yield self._window_outputs(window)
 
@@ -215,7 +235,8 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         not stay alive while the caller computes the next window.
         """
         images = self._to_image_list([f.to(self.device) for f in frames])
-        outputs = self.sem_seg_head(self.backbone(images.tensor))
+        with self._autocast():
+            outputs = self.sem_seg_head(self.backbone(images.tensor))
         return WindowOutputs(
             logits=outputs["pred_logits"],
             masks=outputs["pred_masks"],
@@ -224,9 +245,18 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             padded_size=tuple(images.tensor.shape[-2:]),
         )
 
+    def _autocast(self) -> AbstractContextManager:
+        """Autocast to MODEL.MASK_FORMER.TEST.PRECISION; for fp32 no context at all, so that
+        an outer autocast (the evaluator's float16 on CUDA) stays in effect."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
     def _to_image_list(self, frames: list[Tensor]) -> ImageList:
         normalized = [(f - self.pixel_mean) / self.pixel_std for f in frames]
-        return ImageList.from_tensors(normalized, self.size_divisibility)
+        images = ImageList.from_tensors(normalized, self.size_divisibility)
+        # [N, 3, H, W], channels-last like the convolution weights.
+        return ImageList(images.tensor.contiguous(memory_format=torch.channels_last), images.image_sizes)
 
 
 def _checked_frames(frames: Iterable[Tensor] | None) -> Iterator[Tensor]:

@@ -94,12 +94,16 @@ class MSDeformAttn(nn.Module):
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         value = value.view(batch, num_inputs, self.n_heads, self.d_model // self.n_heads)
 
-        offsets = self.sampling_offsets(query).view(
-            batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2
-        )
-        weights = self.attention_weights(query).view(
-            batch, num_queries, self.n_heads, self.n_levels * self.n_points
-        )
+        # Sampling locations and weights in float32 even under autocast: a bfloat16
+        # location would be off by up to a quarter pixel on an 80-pixel-wide level.
+        with torch.autocast(device_type=query.device.type, enabled=False):
+            query = query.float()
+            offsets = self.sampling_offsets(query).view(
+                batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2
+            )
+            weights = self.attention_weights(query).view(
+                batch, num_queries, self.n_heads, self.n_levels * self.n_points
+            )
         weights = F.softmax(weights, -1).view(
             batch, num_queries, self.n_heads, self.n_levels, self.n_points
         )
@@ -110,7 +114,7 @@ class MSDeformAttn(nn.Module):
             + offsets / level_sizes[None, None, None, :, None, :]
         )  # [N, Q, M, L, P, 2]
         output = ms_deform_attn(
-            value,
+            value.float(),
             input_spatial_shapes,
             input_level_start_index,
             locations,

@@ -164,16 +164,11 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         Returns:
             memory [N, S, C], spatial_shapes [L, 2] int64, level_start_index [L] int64.
         """
-        if masks is None:
-            masks = [
-                torch.zeros((x.shape[0], x.shape[2], x.shape[3]), dtype=torch.bool, device=x.device)
-                for x in srcs
-            ]
-        src_flatten = torch.cat([src.flatten(2).transpose(1, 2) for src in srcs], 1)  # [N, S, C]
-        mask_flatten = torch.cat([mask.flatten(1) for mask in masks], 1)  # [N, S]
+        # [N, C, H, W] -> [N, H*W, C]: a view for channels-last maps.
+        src_flatten = torch.cat([src.permute(0, 2, 3, 1).flatten(1, 2) for src in srcs], 1)  # [N, S, C]
         pos_flatten = torch.cat(
             [
-                pos.flatten(2).transpose(1, 2) + self.level_embed[level].view(1, 1, -1)
+                pos.permute(0, 2, 3, 1).flatten(1, 2) + self.level_embed[level].view(1, 1, -1)
                 for level, pos in enumerate(pos_embeds)
             ],
             1,
@@ -184,7 +179,14 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         level_start_index = torch.cat(
             (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
         )  # [L]
-        valid_ratios = torch.stack([self.get_valid_ratio(mask) for mask in masks], 1)  # [N, L, 2]
+        if masks is None:  # nothing padded: no mask to apply, every level fully valid
+            mask_flatten = None
+            valid_ratios = torch.ones(
+                (src_flatten.shape[0], len(srcs), 2), device=src_flatten.device
+            )  # [N, L, 2]
+        else:
+            mask_flatten = torch.cat([mask.flatten(1) for mask in masks], 1)  # [N, S]
+            valid_ratios = torch.stack([self.get_valid_ratio(mask) for mask in masks], 1)  # [N, L, 2]
         memory = self.encoder(
             src_flatten, spatial_shapes, level_start_index, valid_ratios, pos_flatten, mask_flatten
         )
@@ -212,6 +214,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         norm: str | Callable[[int], nn.Module] | None = None,
         transformer_in_features: list[str],
         common_stride: int,
+        low_precision_inference: bool = False,
     ):
         """
         Args:
@@ -223,8 +226,13 @@ class MSDeformAttnPixelDecoder(nn.Module):
             norm: normalisation of the FPN convs (detectron2 ``get_norm`` name or callable).
             transformer_in_features: the backbone features fed to the encoder.
             common_stride: stride of the mask features.
+            low_precision_inference: in eval mode, let an enclosing autocast run the
+                convolutions and linear layers in low precision (MSDeformAttn keeps its
+                sampling locations in float32). Otherwise (official) the pixel decoder
+                always runs in float32.
         """
         super().__init__()
+        self.low_precision_inference = low_precision_inference
         by_stride = sorted(input_shape.items(), key=lambda item: item[1].stride)  # fine -> coarse
         self.in_features = [name for name, _ in by_stride]
         self.feature_strides = [spec.stride for _, spec in by_stride]
@@ -311,6 +319,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "transformer_enc_n_points": head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
             "common_stride": head.COMMON_STRIDE,
+            "low_precision_inference": cfg.MODEL.MASK_FORMER.TEST.PRECISION != "fp32",
         }
 
     def forward_features(
@@ -325,8 +334,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
             the coarsest encoder output [N, conv_dim, H_c, W_c];
             the first 3 levels of (encoder outputs coarse -> fine, then FPN levels).
         """
+        if self.low_precision_inference and not self.training:
+            return self._forward_features(features)
         device_type = next(iter(features.values())).device.type
-        # Deformable attention runs in full precision, as in the official code.
+        # Full precision, as in the official code.
         with torch.autocast(device_type=device_type, enabled=False):
             return self._forward_features(features)
 

@@ -147,6 +147,8 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, num_images, 1)  # [Q, N, C]
         queries = self.query_feat.weight.unsqueeze(1).repeat(1, num_images, 1)
 
+        # Read 10 times below as [N, C, H*W]: make it so once (it may come channels-last).
+        mask_features = mask_features.contiguous()
         logits, masks, attn_mask = self._predict(queries, mask_features, sizes[0])
         aux_outputs = []
         for i in range(self.num_layers):
@@ -154,13 +156,14 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
                 aux_outputs.append({"pred_logits": logits, "pred_masks": masks})
             level = i % self.num_feature_levels
             # A query whose mask covers no pixel would attend to nothing: let it see everything.
-            attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
+            attn_mask[attn_mask.all(-1)] = False
             queries = self.transformer_cross_attention_layers[i](
                 queries, memories[level], memory_mask=attn_mask, pos=positions[level], query_pos=query_pos
             )
             queries = self.transformer_self_attention_layers[i](queries, query_pos=query_pos)
             queries = self.transformer_ffn_layers[i](queries)
-            next_size = sizes[(i + 1) % self.num_feature_levels]
+            # The last layer's prediction needs no attention mask for a next layer.
+            next_size = sizes[(i + 1) % self.num_feature_levels] if i + 1 < self.num_layers else None
             logits, masks, attn_mask = self._predict(queries, mask_features, next_size)
 
         return {
@@ -171,13 +174,16 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         }
 
     def _predict(
-        self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: torch.Size
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Class logits, mask logits and the next layer's attention mask from queries [Q, N, C]."""
+        self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: torch.Size | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Class logits, mask logits and the next layer's attention mask (None without
+        ``attn_size``) from queries [Q, N, C]."""
         normed = self.decoder_norm(queries).transpose(0, 1)  # [N, Q, C]
         class_logits = self.class_embed(normed)  # [N, Q, K+1]
         mask_embed = self.mask_embed(normed)  # [N, Q, mask_dim]
         mask_logits = torch.einsum("nqc,nchw->nqhw", mask_embed, mask_features)  # [N, Q, H/4, W/4]
+        if attn_size is None:
+            return class_logits, mask_logits, None
 
         resized = F.interpolate(mask_logits, size=attn_size, mode="bilinear", align_corners=False)
         blocked = resized.sigmoid().flatten(2) < MASK_ATTENTION_PROB_THRESHOLD  # [N, Q, HW]

@@ -34,7 +34,8 @@ class SelfAttentionLayer(nn.Module):
         # tgt, query_pos: [Q, N, C]
         x = self.norm(tgt) if self.normalize_before else tgt
         q = k = _add_pos(x, query_pos)
-        tgt = tgt + self.dropout(self.self_attn(q, k, value=x)[0])
+        # need_weights=False: the fused attention kernel, no averaged attention map.
+        tgt = tgt + self.dropout(self.self_attn(q, k, value=x, need_weights=False)[0])
         return tgt if self.normalize_before else self.norm(tgt)
 
 
@@ -60,7 +61,11 @@ class CrossAttentionLayer(nn.Module):
         # tgt: [Q, N, C]; memory, pos: [HW, N, C]; memory_mask: [N * heads, Q, HW], True = blocked
         x = self.norm(tgt) if self.normalize_before else tgt
         attended = self.multihead_attn(
-            query=_add_pos(x, query_pos), key=_add_pos(memory, pos), value=memory, attn_mask=memory_mask
+            query=_add_pos(x, query_pos),
+            key=_add_pos(memory, pos),
+            value=memory,
+            attn_mask=memory_mask,
+            need_weights=False,
         )[0]
         tgt = tgt + self.dropout(attended)
         return tgt if self.normalize_before else self.norm(tgt)
