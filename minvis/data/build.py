@@ -10,8 +10,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
 from torch.utils.data import DataLoader
+
+from minvis.ytvis_format import YTVISFormatError
 
 from .mapper import YTVISDatasetMapper
 
@@ -26,14 +33,28 @@ def _has_usable_annotation(video: dict[str, Any]) -> bool:
     return any(not a.get("iscrowd", 0) for frame in video["annotations"] for a in frame)
 
 
-def get_video_dataset_dicts(names: Iterable[str], filter_empty: bool) -> list[dict[str, Any]]:
+def _json_files(names: list[str]) -> list[str]:
+    return [str(getattr(MetadataCatalog.get(n), "json_file", n)) for n in names]
+
+
+def get_video_dataset_dicts(
+    names: Iterable[str], filter_empty: bool, *, require_objects: bool = False
+) -> list[dict[str, Any]]:
     """The video dicts of the registered datasets ``names``, concatenated.
 
     With ``filter_empty`` (``DATALOADER.FILTER_EMPTY_ANNOTATIONS``), videos without a
-    non-crowd annotation in any frame are dropped, as officially.
+    non-crowd annotation in any frame are dropped, as officially. With
+    ``require_objects`` (training), datasets without any such annotation are an error:
+    a model trained on them learns only "no object", which is never what was meant (a
+    test split or the wrong file), so it fails at once rather than after hours.
     """
     names = list(names)
     videos = list(itertools.chain.from_iterable(DatasetCatalog.get(n) for n in names))
+    if require_objects and not any(_has_usable_annotation(v) for v in videos):
+        raise YTVISFormatError(
+            f"{', '.join(_json_files(names))}: no object is annotated in any of its {len(videos)} "
+            f"videos (datasets {', '.join(names)}); is this a test split or the wrong file?"
+        )
     if filter_empty:
         kept = [v for v in videos if _has_usable_annotation(v)]
         logger.info(f"Removed {len(videos) - len(kept)} videos without annotations.")
@@ -53,7 +74,9 @@ def build_ytvis_train_loader(cfg: CfgNode, mapper: Mapper | None = None) -> Data
     """
     if cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler":
         raise ValueError("RepeatFactorTrainingSampler does not support video datasets.")
-    videos = get_video_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+    videos = get_video_dataset_dicts(
+        cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS, require_objects=True
+    )
     return build_detection_train_loader(
         cfg, mapper=mapper or YTVISDatasetMapper(cfg, is_train=True), dataset=videos
     )
