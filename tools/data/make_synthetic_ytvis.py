@@ -33,6 +33,7 @@ from minvis.data.synthetic import (
     write_split,
     write_video_file,
 )
+from minvis.output_paths import OutputPathError, check_outputs
 
 
 def parse_split(text: str) -> tuple[str, int]:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-out", type=Path, help="also write a video file (.mp4/.avi)")
     parser.add_argument("--video-frames", type=int, default=36, help="length of --video-out")
     parser.add_argument("--fps", type=float, default=6.0, help="frame rate of --video-out")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing splits")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing splits and --video-out")
     args = parser.parse_args(argv)
     if args.max_objects < 2:
         parser.error("--max-objects must be >= 2")
@@ -73,9 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         args.stress, SyntheticSpec(args.num_frames, args.height, args.width, args.max_objects, args.rle)
     )
 
-    existing = [name for name, _ in args.splits if (args.root / f"{name}.json").exists()]
-    if existing and not args.overwrite:
-        parser.error(f"{args.root} already has {existing}; pass --overwrite to replace them")
+    outputs = [args.root / f"{name}.json" for name, _ in args.splits]
+    outputs += [args.root / name for name, _ in args.splits]
+    outputs += [args.video_out] if args.video_out else []
+    try:
+        check_outputs(outputs, [], overwrite=args.overwrite)
+    except OutputPathError as e:
+        parser.error(str(e))
     start = time.perf_counter()
     for name, num_videos in args.splits:
         shutil.rmtree(args.root / name, ignore_errors=True)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from minvis.data.split import SPLIT_FILES, split_videos
+from minvis.output_paths import OutputPathError, check_outputs
 from minvis.ytvis_format import YTVISFormatError, parse_json
 
 
@@ -34,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.val_fraction < 1:
         parser.error(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
     outputs = [args.out_dir / name for name in SPLIT_FILES.values()]
-    existing = [str(path) for path in outputs if path.exists()]
-    if existing and not args.overwrite:
-        parser.error(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+    try:
+        check_outputs(outputs, [args.json], overwrite=args.overwrite)
+    except OutputPathError as e:
+        parser.error(str(e))
 
     try:
         data = parse_json(args.json.read_text(encoding="utf-8"), args.json)

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from minvis.data.sampling import subsampled_frame_indices
+from minvis.output_paths import OutputPathError, check_outputs
+from minvis.ytvis_format import YTVISFormatError, read_json
 
 PER_FRAME_KEYS = ("segmentations", "bboxes", "areas")
 
@@ -72,10 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.ratio <= 1:
         parser.error(f"--ratio must be in (0, 1], got {args.ratio}")
-    if args.out.exists() and not args.overwrite:
-        parser.error(f"{args.out} exists; pass --overwrite to replace it")
-    data = json.loads(args.json.read_text(encoding="utf-8"))
-    if not data.get("videos"):
+    try:
+        check_outputs([args.out], [args.json], overwrite=args.overwrite)
+        data = read_json(args.json)
+    except (OutputPathError, OSError, YTVISFormatError) as e:
+        parser.error(str(e))
+    if not isinstance(data, dict) or not data.get("videos"):
         parser.error(f"{args.json} lists no videos")
     try:
         result, kept = subsample(data, args.ratio)
