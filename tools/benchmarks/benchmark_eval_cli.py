@@ -8,7 +8,8 @@ to a temporary folder, then scores it alternately with this project's
 ``tools/eval/eval_results.py`` and, when ``source /tmp/minvis_official/env.sh`` has set
 ``OFFICIAL_PY`` and ``OFFICIAL_EVAL_PATH``, with the official ``ytvoseval`` through
 ``../shared/official_baseline/eval_cli.py``. Each run is a fresh process, as a user runs
-it; its wall time and peak RSS come from ``os.wait4``. Prints a markdown table of medians
+it; its wall time, CPU time (user + system: steadier than wall on a loaded machine) and
+peak RSS come from ``os.wait4``. Prints a markdown table of medians
 and checks that both report the same AP.
 """
 
@@ -36,12 +37,14 @@ OFFICIAL_CLI = REPO.parent / "shared" / "official_baseline" / "eval_cli.py"
 @dataclass(frozen=True)
 class Run:
     seconds: float
+    cpu_seconds: float  # user + system time of the process
     peak_rss_mb: float
     ap: float
 
 
 def run_process(command: list[str], env: dict[str, str], ap_pattern: str) -> Run:
-    """Run ``command`` to completion; wall time, peak RSS (``ru_maxrss``) and the AP it printed."""
+    """Run ``command`` to completion; wall time, CPU time (user + system), peak RSS
+    (``ru_maxrss``) and the AP it printed."""
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         start = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr, text=True)
@@ -56,7 +59,7 @@ def run_process(command: list[str], env: dict[str, str], ap_pattern: str) -> Run
     match = re.search(ap_pattern, output, re.MULTILINE)
     if match is None:
         sys.exit(f"benchmark_eval_cli: no AP in the output of {command[1]}:\n{output}")
-    return Run(seconds, usage.ru_maxrss / 1024, float(match.group(1)))
+    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, float(match.group(1)))
 
 
 def main() -> None:
@@ -101,12 +104,13 @@ def main() -> None:
         f"frames at 360x640, {args.classes} classes, {len(gt['annotations'])} ground-truth tracks, "
         f"{len(results)} predictions. Median of {args.repeats} alternating whole-process runs.\n"
     )
-    print("| evaluator | wall (s) | peak RSS (MB) | AP |")
-    print("|---|---:|---:|---:|")
+    print("| evaluator | wall (s) | CPU (s) | peak RSS (MB) | AP |")
+    print("|---|---:|---:|---:|---:|")
     for name, measured in runs.items():
         wall = statistics.median(r.seconds for r in measured)
+        cpu = statistics.median(r.cpu_seconds for r in measured)
         peak = statistics.median(r.peak_rss_mb for r in measured)
-        print(f"| {name} | {wall:.2f} | {peak:.0f} | {measured[0].ap:.4f} |")
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {peak:.0f} | {measured[0].ap:.4f} |")
     if len(runs) == 1:
         print("\n(official evaluator not measured: source /tmp/minvis_official/env.sh first)")
     else:
