@@ -132,6 +132,7 @@ def _check_size(rle: dict[str, Any], video: _Video, where: str) -> None:
 
 
 def _gt_frame_rle(segm: object, video: _Video, where: str) -> dict[str, Any]:
+    """A pycocotools RLE, or the checked dict itself if its counts are uncompressed."""
     if isinstance(segm, list):  # polygons
         validate_polygons(segm, video.height, video.width, where)
         return mask_utils.merge(mask_utils.frPyObjects(segm, video.height, video.width))
@@ -139,9 +140,16 @@ def _gt_frame_rle(segm: object, video: _Video, where: str) -> dict[str, Any]:
         raise YTVISFormatError(f"{where}: expected an RLE dict, a polygon list or null")
     validate_rle(segm, where, compressed_only=False)
     _check_size(segm, video, where)
-    if isinstance(segm["counts"], list):  # uncompressed RLE
-        return mask_utils.frPyObjects(segm, video.height, video.width)
     return segm
+
+
+def _compress_uncompressed(rles: list[dict[str, Any] | None], video: _Video) -> None:
+    """Convert the uncompressed (list counts) RLEs of a track in place, in one pycocotools call."""
+    frames = [f for f, rle in enumerate(rles) if rle is not None and isinstance(rle["counts"], list)]
+    if frames:
+        converted = mask_utils.frPyObjects([rles[f] for f in frames], video.height, video.width)
+        for f, rle in zip(frames, converted, strict=True):
+            rles[f] = rle
 
 
 def _frame_areas(rles: list[dict[str, Any] | None]) -> np.ndarray:
@@ -170,6 +178,7 @@ def _parse_gt(
             None if segm is None else _gt_frame_rle(segm, video, f"{where} frame {frame}")
             for frame, segm in enumerate(segmentations)
         ]
+        _compress_uncompressed(rles, video)
         frame_areas = _frame_areas(rles)
         listed = ann.get("areas")
         if listed is not None and not (
@@ -221,11 +230,12 @@ def _spatio_temporal_iou(dts: list[_Instance], gts: list[_Instance]) -> np.ndarr
     inter = np.zeros((len(dts), len(gts)), dtype=np.int64)
     if not dts or not gts:
         return inter.astype(np.float64)
-    for frame in range(len(gts[0].rles)):
-        d_idx = [i for i, dt in enumerate(dts) if dt.rles[frame] is not None]
-        g_idx = [j for j, gt in enumerate(gts) if gt.rles[frame] is not None]
-        if not d_idx or not g_idx:
-            continue
+    dt_present = np.array([[rle is not None for rle in dt.rles] for dt in dts])  # [D, T]
+    gt_present = np.array([[rle is not None for rle in gt.rles] for gt in gts])  # [G, T]
+    dt_areas = np.stack([dt.frame_areas for dt in dts]).astype(np.float64)  # [D, T] pixels
+    gt_areas = np.stack([gt.frame_areas for gt in gts]).astype(np.float64)  # [G, T]
+    for frame in np.flatnonzero(dt_present.any(axis=0) & gt_present.any(axis=0)):
+        d_idx, g_idx = np.flatnonzero(dt_present[:, frame]), np.flatnonzero(gt_present[:, frame])
         iou = np.asarray(
             mask_utils.iou(
                 [dts[i].rles[frame] for i in d_idx],
@@ -233,62 +243,61 @@ def _spatio_temporal_iou(dts: list[_Instance], gts: list[_Instance]) -> np.ndarr
                 [0] * len(g_idx),
             )
         )
-        a = np.array([dts[i].frame_areas[frame] for i in d_idx], dtype=np.float64)
-        b = np.array([gts[j].frame_areas[frame] for j in g_idx], dtype=np.float64)
+        a, b = dt_areas[d_idx, frame], gt_areas[g_idx, frame]
         # iou = i / (a + b - i)  =>  i = iou * (a + b) / (1 + iou); exact after rounding.
         frame_inter = np.rint(iou * (a[:, None] + b[None, :]) / (1.0 + iou))
-        inter[np.ix_(d_idx, g_idx)] += frame_inter.astype(np.int64)
+        inter[d_idx[:, None], g_idx] += frame_inter.astype(np.int64)
     dt_total = np.array([dt.frame_areas.sum() for dt in dts], dtype=np.int64)
     gt_total = np.array([gt.frame_areas.sum() for gt in gts], dtype=np.int64)
     union = dt_total[:, None] + gt_total[None, :] - inter
     return np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
 
 
-def _outside(area: np.ndarray, bucket: tuple[float, float]) -> np.ndarray:
-    return (area < bucket[0]) | (area > bucket[1])
+def _outside(area: np.ndarray) -> np.ndarray:
+    """[A, n] bool: ``area`` [n] outside each area bucket (bounds inclusive)."""
+    bounds = np.array(list(AREA_RANGES.values()), dtype=np.float64)  # [A, 2]
+    return (area[None, :] < bounds[:, :1]) | (area[None, :] > bounds[:, 1:])
 
 
-def _match(
-    ious: np.ndarray,
-    dts: list[_Instance],
-    gts: list[_Instance],
-    bucket: tuple[float, float],
-) -> _GroupResult:
-    """Greedy matching by descending score at every IoU threshold at once.
+def _match(ious: np.ndarray, dts: list[_Instance], gts: list[_Instance]) -> list[_GroupResult]:
+    """Greedy matching by descending score, per area bucket, at every IoU threshold at once.
 
     Each prediction takes the best available non-ignored ground truth with IoU at least
     the threshold (the last one on ties, as the official loop does); only if there is
     none does it take an ignored one. Matched non-crowd ground truth is no longer
-    available; crowd ground truth stays available.
+    available; crowd ground truth stays available. Returns one result per area bucket.
     """
-    gt_area = np.array([g.mean_area for g in gts], dtype=np.float64)
-    gt_crowd = np.array([g.is_crowd for g in gts], dtype=bool)
-    gt_ignored = gt_crowd | _outside(gt_area, bucket)
-    order = np.argsort(gt_ignored, kind="mergesort")  # ignored last, as the official
-    ious, gt_crowd, gt_ignored = ious[:, order], gt_crowd[order], gt_ignored[order]
-    num_t, num_d, num_g = len(IOU_THRESHOLDS), len(dts), len(gts)
-    matched = np.zeros((num_t, num_d), dtype=bool)
-    dt_ignored = np.zeros((num_t, num_d), dtype=bool)
-    gt_taken = np.zeros((num_t, num_g), dtype=bool)
-    rows = np.arange(num_t)
+    gt_area = np.array([g.mean_area for g in gts], dtype=np.float64)  # [G]
+    gt_crowd = np.array([g.is_crowd for g in gts], dtype=bool)  # [G]
+    gt_ignored = gt_crowd | _outside(gt_area)  # [A, G]
+    order = np.argsort(gt_ignored, axis=1, kind="mergesort")  # [A, G] ignored last, as the official
+    ious = np.take(ious, order, axis=1).transpose(1, 0, 2)  # [A, D, G]
+    gt_crowd, gt_ignored = gt_crowd[order], np.take_along_axis(gt_ignored, order, axis=1)  # [A, G]
+    num_a, num_t, num_d, num_g = len(AREA_RANGES), len(IOU_THRESHOLDS), len(dts), len(gts)
+    matched = np.zeros((num_a, num_t, num_d), dtype=bool)
+    dt_ignored = np.zeros((num_a, num_t, num_d), dtype=bool)
+    gt_taken = np.zeros((num_a, num_t, num_g), dtype=bool)
+    thresholds = IOU_THRESHOLDS[None, :, None]  # [1, T, 1]
     for d in range(num_d if num_g else 0):
-        candidate = (~gt_taken | gt_crowd) & (ious[d] >= IOU_THRESHOLDS[:, None])
-        regular = candidate & ~gt_ignored
-        allowed = np.where(regular.any(axis=1, keepdims=True), regular, candidate)
-        values = np.where(allowed, ious[d], -1.0)[:, ::-1]
-        best = num_g - 1 - values.argmax(axis=1)
-        hit = allowed.any(axis=1)
-        matched[hit, d] = True
-        dt_ignored[hit, d] = gt_ignored[best[hit]]
-        gt_taken[rows[hit], best[hit]] = True
-    dt_area = np.array([dt.mean_area for dt in dts], dtype=np.float64)
-    dt_ignored |= ~matched & _outside(dt_area, bucket)[None, :]
-    return _GroupResult(
-        scores=np.array([dt.score for dt in dts], dtype=np.float64),
-        matched=matched,
-        dt_ignored=dt_ignored,
-        num_gt=int((~gt_ignored).sum()),
-    )
+        iou = ious[:, None, d, :]  # [A, 1, G]
+        candidate = (~gt_taken | gt_crowd[:, None, :]) & (iou >= thresholds)  # [A, T, G]
+        regular = candidate & ~gt_ignored[:, None, :]
+        allowed = np.where(regular.any(axis=2, keepdims=True), regular, candidate)
+        values = np.where(allowed, iou, -1.0)[..., ::-1]
+        best = num_g - 1 - values.argmax(axis=2)  # [A, T]
+        hit = allowed.any(axis=2)  # [A, T]
+        matched[..., d] = hit
+        dt_ignored[..., d] = hit & np.take_along_axis(gt_ignored, best, axis=1)
+        bucket, threshold = np.nonzero(hit)
+        gt_taken[bucket, threshold, best[bucket, threshold]] = True
+    dt_area = np.array([dt.mean_area for dt in dts], dtype=np.float64)  # [D]
+    dt_ignored |= ~matched & _outside(dt_area)[:, None, :]
+    scores = np.array([dt.score for dt in dts], dtype=np.float64)
+    num_gt = (~gt_ignored).sum(axis=1)  # [A]
+    return [
+        _GroupResult(scores=scores, matched=matched[a], dt_ignored=dt_ignored[a], num_gt=int(num_gt[a]))
+        for a in range(num_a)
+    ]
 
 
 def _precision_recall(groups: list[_GroupResult], max_det: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -328,8 +337,8 @@ def _match_all(
         order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]
         d = [d[i] for i in order]
         ious = _spatio_temporal_iou(d, g)
-        for a, bucket in enumerate(AREA_RANGES.values()):
-            grouped[key[1]][a].append(_match(ious, d, g, bucket))
+        for a, result in enumerate(_match(ious, d, g)):
+            grouped[key[1]][a].append(result)
     return grouped
 
 
