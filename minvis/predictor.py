@@ -12,7 +12,8 @@ stable track ids, class, running score and bool masks at the frame's original si
 Memory does not depend on the video length: a frame's tensors are dropped once its
 instances are yielded; the scorer keeps one frame of embeddings and a running sum of
 logits. Scores are running scores (see :mod:`minvis.inference.online`); the paper-exact
-video-level result is ``model.track_video({"image": frames, ...})``.
+video-level result is ``model.track_video({"image": frames, ...})``, or
+:meth:`VideoPredictor.video_result` for decoded frames fed one at a time.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,7 +27,15 @@ from detectron2.modeling import build_model
 from torch import Tensor
 
 from .data.preprocess import FramePreprocessor
-from .inference import FrameInstances, FrameOutputs, OnlineTrackScorer, Size, WindowOutputs
+from .inference import (
+    FrameInstances,
+    FrameOutputs,
+    OnlineTrackScorer,
+    Size,
+    VideoResult,
+    VideoResultAccumulator,
+    WindowOutputs,
+)
 from .modeling import MinVISCheckpointer, VideoInputError, VideoMaskFormer_frame
 
 __all__ = ["VideoPredictor"]
@@ -121,6 +130,36 @@ class VideoPredictor:
                     tracking=self.model.tracking,
                 )
             yield scorer.step(outputs)
+
+    def video_result(self, frames: Iterable[np.ndarray]) -> VideoResult:
+        """The paper-exact video-level result of one video (the model's ``top_k``
+        instances with video-level class and score, as ``model.track_video`` with one
+        frame per window), from frames fed one at a time.
+
+        Keeps what the paper's result needs until the last frame: per frame the ``[Q, h,
+        w]`` mask logits (on disk with ``MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK``) and
+        the track permutation; the result computes each frame's masks when iterated.
+
+        Args:
+            frames: RGB ``uint8 [H, W, 3]`` frames of one size, in order.
+        """
+        accumulator: VideoResultAccumulator | None = None
+        first_size: Size | None = None
+        for index, frame in enumerate(frames):
+            _check_frame(frame, index, first_size)
+            first_size = first_size or frame.shape[:2]
+            outputs, window = self.run_model(self.preprocess(frame))
+            if accumulator is None:
+                accumulator = VideoResultAccumulator(
+                    window.geometry(first_size),
+                    top_k=self.model.top_k,
+                    spill_to_disk=self.model.spill_masks_to_disk,
+                    tracking=self.model.tracking,
+                )
+            accumulator.add_frame(outputs)
+        if accumulator is None:
+            raise VideoInputError("the video has no frames")
+        return accumulator.finalize()
 
     @torch.no_grad()
     def run_model(self, image: Tensor) -> tuple[FrameOutputs, WindowOutputs]:

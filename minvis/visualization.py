@@ -1,5 +1,6 @@
 """Draw tracked instances on a frame: one stable colour per track, with id, class and score."""
 
+import dataclasses
 from collections.abc import Sequence
 
 import cv2
@@ -8,7 +9,7 @@ from detectron2.utils.colormap import colormap
 
 from .inference import FrameInstances
 
-__all__ = ["draw_instances", "track_color"]
+__all__ = ["draw_instances", "shown_instances", "track_color"]
 
 _PALETTE = colormap(rgb=True, maximum=255).astype(np.uint8)  # [74, 3] RGB
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -17,6 +18,18 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def track_color(track_id: int) -> tuple[int, int, int]:
     """The RGB colour of a track, the same on every frame."""
     return tuple(int(c) for c in _PALETTE[track_id % len(_PALETTE)])
+
+
+def shown_instances(instances: FrameInstances, score_threshold: float) -> FrameInstances:
+    """The instances worth drawing: score at least ``score_threshold`` and a non-empty mask."""
+    keep = (instances.scores >= score_threshold) & instances.masks.flatten(1).any(1)  # [N]
+    return dataclasses.replace(
+        instances,
+        track_ids=instances.track_ids[keep],
+        labels=instances.labels[keep],
+        scores=instances.scores[keep],
+        masks=instances.masks[keep],
+    )
 
 
 def draw_instances(

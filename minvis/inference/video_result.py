@@ -29,6 +29,7 @@ from minvis.tracking import NO_QUERY, PAPER_TRACKING, TrackingOptions
 
 from .aligner import FrameAligner
 from .disk_tensors import DiskTensorList
+from .online import FrameInstances
 from .outputs import FrameOutputs, MaskGeometry, Size
 
 __all__ = ["TopKSelection", "VideoResult", "VideoResultAccumulator", "select_top_k", "track_queries"]
@@ -61,6 +62,16 @@ class VideoResult:
     def frame_masks(self) -> Iterator[Tensor]:
         """Yield each frame's bool ``[k, height, width]`` masks, in order."""
         return self.mask_frames()
+
+    def frame_instances(self) -> Iterator[FrameInstances]:
+        """Each frame's instances in the streaming predictor's form, frame by frame: the
+        result's instance ``i`` is track ``i`` on every frame, with its video-level label
+        and score; all ``k`` instances on every frame (a mask may be empty)."""
+        tracks = torch.arange(len(self.scores))  # [k]
+        labels = torch.tensor(self.labels, dtype=torch.long)  # [k]
+        scores = torch.tensor(self.scores, dtype=torch.float32)  # [k]
+        for t, masks in enumerate(self.frame_masks()):  # [k, height, width]
+            yield FrameInstances(t, tracks, labels, scores, masks, permutation=tracks)
 
     def instance_masks(self) -> list[Tensor]:
         """Per instance, its bool ``[T, height, width]`` masks (all in memory at once)."""
