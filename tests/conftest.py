@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,42 @@ def parity_cfg(parity_fixture):
         str(CONFIGS / parity_fixture["base_config"]),
         [*parity_fixture["config_overrides"], "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""],
     )
+
+
+TINY_CONFIG = CONFIGS / "tiny" / "minvis_tiny_synthetic.yaml"
+# A short deterministic single-process run of the tiny config (one torch thread, no
+# data-loader workers): the resume test interrupts it, the demo test uses its weights.
+TINY_RUN_ITERS, TINY_RUN_CHECKPOINT = 20, 10
+TINY_RUN = [
+    *["SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 5, "SOLVER.STEPS", "(15,)", "SEED", 0],
+    *["SOLVER.MAX_ITER", TINY_RUN_ITERS, "SOLVER.CHECKPOINT_PERIOD", TINY_RUN_CHECKPOINT],
+    *["DATALOADER.NUM_WORKERS", 0, "NUM_THREADS", 1, "DETERMINISTIC", True],
+]
+
+
+def run_tiny(script: Path, datasets: Path, *args: object) -> subprocess.CompletedProcess:
+    """``script --config-file TINY_CONFIG ARGS`` in a subprocess with one OpenMP thread."""
+    env = {**os.environ, "DETECTRON2_DATASETS": str(datasets), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(script), "--config-file", str(TINY_CONFIG), *map(str, args)]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def tiny_datasets(tmp_path_factory) -> Path:
+    """``$DETECTRON2_DATASETS`` holding ``synthetic_ytvis``: 8 train and 2 val videos of 8 frames."""
+    from minvis.data.synthetic import SyntheticSpec, write_split
+
+    root = tmp_path_factory.mktemp("tiny_datasets")
+    spec = SyntheticSpec(num_frames=8)
+    write_split(root / "synthetic_ytvis", "train", 8, spec, seed=0)
+    write_split(root / "synthetic_ytvis", "val", 2, spec, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_datasets, tmp_path_factory) -> Path:
+    """OUTPUT_DIR of the uninterrupted TINY_RUN (``model_final.pth`` = its weights)."""
+    output_dir = tmp_path_factory.mktemp("tiny_run")
+    done = run_tiny(REPO / "train_net.py", tiny_datasets, *TINY_RUN, "OUTPUT_DIR", output_dir)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    return output_dir
