@@ -188,3 +188,21 @@ def test_corrupt_compressed_counts_fail_validation(tmp_path: Path, how: str) -> 
         load_results(path)
     path.write_text(json.dumps([good]))  # the uncorrupted entry passes
     assert load_results(path) == [good]
+
+
+def test_batched_validation_names_the_bad_rle_among_many() -> None:
+    """validate_rles decodes all strings in one pass yet blames exactly the bad one."""
+    from minvis.ytvis_format import YTVISFormatError, validate_rles
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((4000, 5, 7)) < 0.5  # more RLEs than one decoding chunk
+    rles = [
+        {"size": [5, 7], "counts": r["counts"].decode()}
+        for r in mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    ]
+    validate_rles(rles, lambda i: f"mask {i}")
+    for bad in (0, 2047, 2048, 3999):
+        corrupt = [dict(r) for r in rles]
+        corrupt[bad]["counts"] = corrupt[bad]["counts"] + "1"  # one run too many
+        with pytest.raises(YTVISFormatError, match=rf"^mask {bad}: RLE runs add up to"):
+            validate_rles(corrupt, lambda i: f"mask {i}")

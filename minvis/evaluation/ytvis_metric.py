@@ -36,7 +36,7 @@ from minvis.ytvis_format import (
     is_int,
     validate_polygons,
     validate_results,
-    validate_rle,
+    validate_rles,
 )
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -132,20 +132,34 @@ def _check_size(rle: dict[str, Any], video: _Video, where: str) -> None:
 
 
 def _gt_frame_rle(segm: object, video: _Video, where: str) -> dict[str, Any]:
-    """A pycocotools RLE, or the checked dict itself if its counts are uncompressed."""
+    """A pycocotools RLE, or the RLE dict itself (validated by :func:`_validate_gt_rles`)."""
     if isinstance(segm, list):  # polygons
         validate_polygons(segm, video.height, video.width, where)
         return mask_utils.merge(mask_utils.frPyObjects(segm, video.height, video.width))
     if not isinstance(segm, dict) or "size" not in segm or "counts" not in segm:
         raise YTVISFormatError(f"{where}: expected an RLE dict, a polygon list or null")
-    validate_rle(segm, where, compressed_only=False)
     _check_size(segm, video, where)
     return segm
 
 
+def _validate_gt_rles(annotations: list[tuple[str, _Video, list[Any]]]) -> None:
+    """Every RLE dict of the ground truth validated together (one numpy pass)."""
+    masks = [
+        (where, frame, segm)
+        for where, _, segmentations in annotations
+        for frame, segm in enumerate(segmentations)
+        if isinstance(segm, dict)
+    ]
+    validate_rles(
+        [m[2] for m in masks], lambda i: f"{masks[i][0]} frame {masks[i][1]}", compressed_only=False
+    )
+
+
 def _compress_uncompressed(rles: list[dict[str, Any] | None], video: _Video) -> None:
-    """Convert the uncompressed (list counts) RLEs of a track in place, in one pycocotools call."""
-    frames = [f for f, rle in enumerate(rles) if rle is not None and isinstance(rle["counts"], list)]
+    """Convert the uncompressed (list or array counts) RLEs of a track in place, in one pycocotools call."""
+    frames = [
+        f for f, rle in enumerate(rles) if rle is not None and not isinstance(rle["counts"], str | bytes)
+    ]
     if frames:
         converted = mask_utils.frPyObjects([rles[f] for f in frames], video.height, video.width)
         for f, rle in zip(frames, converted, strict=True):
@@ -163,7 +177,7 @@ def _frame_areas(rles: list[dict[str, Any] | None]) -> np.ndarray:
 def _parse_gt(
     gt: dict[str, Any], videos: dict[int, _Video], categories: set[int]
 ) -> dict[tuple[int, int], list[_Instance]]:
-    by_group: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
+    annotations = []  # (label, video, segmentations) per annotation
     for index, ann in enumerate(gt["annotations"]):
         if not isinstance(ann, dict):
             raise YTVISFormatError(f"ground-truth annotation {index}: expected an object")
@@ -173,7 +187,10 @@ def _parse_gt(
             raise YTVISFormatError(f"{where}: unknown video")
         if ann.get("category_id") not in categories:
             raise YTVISFormatError(f"{where}: unknown category {ann.get('category_id')}")
-        segmentations = _check_frames(ann.get("segmentations"), video, where)
+        annotations.append((where, video, _check_frames(ann.get("segmentations"), video, where)))
+    _validate_gt_rles(annotations)
+    by_group: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
+    for ann, (where, video, segmentations) in zip(gt["annotations"], annotations, strict=True):
         rles = [
             None if segm is None else _gt_frame_rle(segm, video, f"{where} frame {frame}")
             for frame, segm in enumerate(segmentations)
@@ -386,7 +403,7 @@ def evaluate_ytvis(
 ) -> YTVISMetrics:
     """Score a submission against YouTube-VIS/OVIS-format ground truth.
 
-    Every mask is validated (:func:`validate_rle`) before pycocotools sees it.
+    Every mask is validated (:func:`validate_rles`) before pycocotools sees it.
     ``gt_source`` / ``results_source`` (e.g. the file names) prefix the messages of
     errors in the ground truth / the results.
 

@@ -11,26 +11,37 @@ from .results import (
     RESULTS_NAME,
     SubmissionWriter,
     load_results,
+    read_results,
     validate_result_entry,
     validate_results,
     zip_results,
 )
-from .rle import RLE, decode_counts_string, encode_masks, validate_rle
+from .rle import (
+    RLE,
+    decode_counts,
+    decode_counts_string,
+    encode_masks,
+    validate_rle,
+    validate_rles,
+)
 
 __all__ = [
     "RESULTS_NAME",
     "RLE",
     "SubmissionWriter",
     "YTVISFormatError",
+    "decode_counts",
     "decode_counts_string",
     "encode_masks",
     "is_int",
     "load_results",
     "parse_json",
+    "read_results",
     "read_json",
     "validate_result_entry",
     "validate_polygons",
     "validate_results",
     "validate_rle",
+    "validate_rles",
     "zip_results",
 ]

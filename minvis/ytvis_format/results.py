@@ -22,13 +22,13 @@ from types import TracebackType
 from typing import Any, Self
 
 from .errors import YTVISFormatError, is_int, parse_json
-from .rle import validate_rle
+from .rle import validate_rles
 
 RESULTS_NAME = "results.json"
 
 
-def validate_result_entry(entry: object, index: int) -> None:
-    """Check one submission entry; errors name the entry index (and video id if known)."""
+def _entry_masks(entry: object, index: int) -> list[tuple[str, int, object]]:
+    """Check an entry's fields; its non-null masks as (entry label, frame, RLE)."""
     where = f"results entry {index}"
     if not isinstance(entry, dict):
         raise YTVISFormatError(f"{where}: expected an object, got {type(entry).__name__}")
@@ -46,17 +46,25 @@ def validate_result_entry(entry: object, index: int) -> None:
     segmentations = entry["segmentations"]
     if not isinstance(segmentations, list) or not segmentations:
         raise YTVISFormatError(f"{where}: segmentations must be a non-empty list (one per frame)")
-    for frame, rle in enumerate(segmentations):
-        if rle is not None:
-            validate_rle(rle, f"{where} frame {frame}")
+    return [(where, frame, rle) for frame, rle in enumerate(segmentations) if rle is not None]
+
+
+def _validate_masks(masks: list[tuple[str, int, object]]) -> None:
+    validate_rles([rle for _, _, rle in masks], lambda i: f"{masks[i][0]} frame {masks[i][1]}")
+
+
+def validate_result_entry(entry: object, index: int) -> None:
+    """Check one submission entry; errors name the entry index (and video id if known)."""
+    _validate_masks(_entry_masks(entry, index))
 
 
 def validate_results(results: object) -> list[dict[str, Any]]:
-    """Check a whole submission (a list of entries) and return it."""
+    """Check a whole submission (a list of entries) and return it; all its masks are
+    validated together (:func:`validate_rles`: one numpy pass)."""
     if not isinstance(results, list):
         raise YTVISFormatError(f"results must be a list of entries, got {type(results).__name__}")
-    for index, entry in enumerate(results):
-        validate_result_entry(entry, index)
+    masks = [mask for index, entry in enumerate(results) for mask in _entry_masks(entry, index)]
+    _validate_masks(masks)
     return results
 
 
@@ -129,14 +137,20 @@ def _read_results_bytes(path: Path) -> bytes:
         raise YTVISFormatError(f"{path}: not a valid zip archive ({error})") from error
 
 
+def read_results(path: str | Path) -> object:
+    """Parse ``results.json`` or ``results.zip`` without validating it (the metric
+    validates what it scores: :func:`load_results` would check every mask twice)."""
+    path = Path(path)
+    return parse_json(_read_results_bytes(path), path)
+
+
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """Read a submission from ``results.json`` or ``results.zip`` and validate its format.
 
     Errors name the file and the entry.
     """
     path = Path(path)
-    results = parse_json(_read_results_bytes(path), path)
     try:
-        return validate_results(results)
+        return validate_results(read_results(path))
     except YTVISFormatError as error:
         raise YTVISFormatError(f"{path}: {error}") from None

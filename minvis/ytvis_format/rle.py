@@ -13,6 +13,7 @@ value's last character is its sign (two's complement). From the fourth value on,
 value is the difference to the run two places before it.
 """
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,9 @@ _BITS = 5  # value bits per character
 # difference, so a longer value cannot be a valid run.
 _MAX_RUN = 2**32 - 1
 _MAX_CHARS_PER_VALUE = 7
+_NO_RUNS = np.zeros(0, dtype=np.int64)
+_CHUNK = 2048  # RLEs decoded per numpy pass: ~20 MB of temporaries for 360x640 masks
+_NEVER = 2**62  # more pixels than any sum of runs can reach (keeps h * w in int64)
 
 
 def encode_masks(masks: np.ndarray) -> list[RLE]:
@@ -47,50 +51,86 @@ def encode_masks(masks: np.ndarray) -> list[RLE]:
     ]
 
 
-def decode_counts_string(counts: str, where: str) -> np.ndarray:
-    """The runs ``[m]`` (int64) of a compressed counts string, as pycocotools reads them.
-
-    Linear in the string's length. Raises :class:`YTVISFormatError` on a character
-    outside the alphabet, a string that ends inside a value, or a value too long to be
-    a run.
-    """
+def _ascii(counts: str | bytes, where: Callable[[int], str], index: int) -> bytes:
+    if isinstance(counts, bytes):
+        return counts
     try:
-        raw = np.frombuffer(counts.encode("ascii"), dtype=np.uint8)
+        return counts.encode("ascii")
     except UnicodeEncodeError:
-        raise YTVISFormatError(f"{where}: RLE counts string has a non-ASCII character") from None
-    if raw.size == 0:
-        raise YTVISFormatError(f"{where}: RLE counts string is empty")
-    chars = raw.astype(np.int64) - _FIRST_CHAR  # [n]
-    bad = np.flatnonzero((chars < 0) | (chars >= _ALPHABET))
+        raise YTVISFormatError(f"{where(index)}: RLE counts string has a non-ASCII character") from None
+
+
+def _string_at(string_ends: np.ndarray, char: int) -> int:
+    return int(np.searchsorted(string_ends, char, side="right"))
+
+
+def decode_counts(
+    strings: Sequence[str | bytes], where: Callable[[int], str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of compressed counts strings, as pycocotools reads them, in one numpy pass.
+
+    Returns the runs of all strings concatenated ``[N]`` (int64) and the number of runs
+    of each string ``[S]``. Linear in the total length. Raises :class:`YTVISFormatError`
+    naming ``where(s)`` for the first bad string ``s``: a character outside the alphabet,
+    an empty string, one that ends inside a value, or a value too long to be a run.
+    """
+    encoded = [_ascii(counts, where, s) for s, counts in enumerate(strings)]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # [S] characters
+    if lengths.size and lengths.min() == 0:
+        raise YTVISFormatError(f"{where(int(lengths.argmin()))}: RLE counts string is empty")
+    string_ends = np.cumsum(lengths)  # [S]
+    chars = np.frombuffer(b"".join(encoded), dtype=np.uint8) - np.uint8(_FIRST_CHAR)  # [C], wraps below '0'
+    bad = np.flatnonzero(chars >= _ALPHABET)
     if bad.size:
+        s = _string_at(string_ends, bad[0])
+        position = int(bad[0] - (string_ends[s] - lengths[s]))
+        character = chr((int(chars[bad[0]]) + _FIRST_CHAR) & 0xFF)
         raise YTVISFormatError(
-            f"{where}: RLE counts string has an invalid character {counts[bad[0]]!r} at {bad[0]}"
+            f"{where(s)}: RLE counts string has an invalid character {character!r} at {position}"
         )
-    last = (chars & _MORE) == 0  # [n] last character of its value
-    if not last[-1]:
-        raise YTVISFormatError(f"{where}: RLE counts string ends inside a value (truncated?)")
-    starts = np.flatnonzero(np.concatenate(([True], last[:-1])))  # [m]
-    lengths = np.diff(np.append(starts, chars.size))  # [m] characters per value
-    if lengths.max() > _MAX_CHARS_PER_VALUE:
-        raise YTVISFormatError(f"{where}: RLE counts string holds a run too long for any mask")
-    position = np.arange(chars.size) - np.repeat(starts, lengths)  # [n] index within its value
-    values = np.add.reduceat((chars & 0x1F) << (_BITS * position), starts)  # [m]
-    negative = (chars[starts + lengths - 1] & _SIGN) != 0
-    values = values - np.where(negative, np.left_shift(1, _BITS * lengths), 0)
-    runs = values.copy()  # runs[i] = values[i] + runs[i - 2] for i > 2
-    runs[1::2] = np.cumsum(values[1::2])
-    runs[2::2] = np.cumsum(values[2::2])
+    last = chars < _MORE  # [C] last character of its value
+    truncated = np.flatnonzero(~last[string_ends - 1])
+    if truncated.size:
+        where_s = where(int(truncated[0]))
+        raise YTVISFormatError(f"{where_s}: RLE counts string ends inside a value (truncated?)")
+    value_ends = np.flatnonzero(last)  # [N]
+    value_lengths = np.diff(value_ends, prepend=-1)  # [N] characters per value
+    if value_lengths.size and value_lengths.max() > _MAX_CHARS_PER_VALUE:
+        s = _string_at(string_ends, value_ends[value_lengths.argmax()])
+        raise YTVISFormatError(f"{where(s)}: RLE counts string holds a run too long for any mask")
+    top = chars[value_ends].astype(np.int64)  # [N] most significant digit; bit 0x10 its sign
+    values = top - ((top & _SIGN) << 1)
+    for k in range(1, int(value_lengths.max(initial=0))):  # Horner, towards the least significant
+        longer = np.flatnonzero(value_lengths > k)
+        values[longer] = (values[longer] << _BITS) + (chars[value_ends[longer] - k] & (_MORE - 1))
+    first = np.searchsorted(value_ends, string_ends - lengths)  # [S] index of each string's first value
+    per_string = np.diff(np.append(first, value_ends.size))  # [S]
+    return _undo_deltas(values, per_string, first), per_string
+
+
+def _undo_deltas(values: np.ndarray, per_string: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """[N] runs from ``values`` [N]: ``runs[i] = values[i] + runs[i - 2]`` for i > 2 within each string."""
+    chained = np.empty_like(values)  # the recurrence over the whole array, without string restarts
+    chained[0::2] = np.cumsum(values[0::2])
+    chained[1::2] = np.cumsum(values[1::2])
+    start = np.repeat(first, per_string)  # [N] index of the value's string's first value
+    # each string's chains restart after its value 1 (odd offsets) and value 2 (even offsets)
+    restart = start + 2 - ((np.arange(values.size) - start) & 1)  # [N] (+2: the padding below)
+    runs = chained - np.concatenate(([0, 0], chained))[restart]
+    runs[first] = values[first]  # the first value is a run itself
     return runs
 
 
-def validate_rle(rle: object, where: str, *, compressed_only: bool = True) -> None:
-    """Check an RLE dict completely, so that pycocotools can use it safely.
+def decode_counts_string(counts: str, where: str) -> np.ndarray:
+    """The runs ``[m]`` (int64) of one compressed counts string (see :func:`decode_counts`)."""
+    return decode_counts([counts], lambda _: where)[0]
 
-    ``size`` must be ``[h, w]`` (positive integers) and ``counts`` a compressed string
-    or, unless ``compressed_only`` (the submission format), a list of integers; the runs
-    must be non-negative and add up to ``h * w``. Raises :class:`YTVISFormatError`
-    naming ``where``.
-    """
+
+def _is_int_array(counts: object) -> bool:
+    return isinstance(counts, np.ndarray) and counts.ndim == 1 and counts.dtype.kind in "iu"
+
+
+def _check_structure(rle: object, where: str, compressed_only: bool) -> None:
     if not isinstance(rle, dict):
         raise YTVISFormatError(f"{where}: expected an RLE dict or null, got {type(rle).__name__}")
     if "size" not in rle or "counts" not in rle:
@@ -99,18 +139,72 @@ def validate_rle(rle: object, where: str, *, compressed_only: bool = True) -> No
     if not (isinstance(size, list) and len(size) == 2 and all(is_int(s) and s > 0 for s in size)):
         raise YTVISFormatError(f"{where}: RLE size must be [height, width], got {size!r}")
     if isinstance(counts, str):
-        runs = decode_counts_string(counts, where)
-    elif isinstance(counts, list) and not compressed_only:
-        if not counts or not all(is_int(c) for c in counts):
-            raise YTVISFormatError(f"{where}: uncompressed RLE counts must be a non-empty list of integers")
-        runs = np.array(counts, dtype=object)
-    else:
+        return
+    if compressed_only or not isinstance(counts, list | np.ndarray):
         expected = "a compressed string" if compressed_only else "a compressed string or a list of integers"
         raise YTVISFormatError(f"{where}: RLE counts must be {expected}, got {type(counts).__name__}")
-    if (runs < 0).any() or (runs > _MAX_RUN).any():
+    if isinstance(counts, np.ndarray):
+        if not (_is_int_array(counts) and counts.size):
+            raise YTVISFormatError(f"{where}: uncompressed RLE counts must be a non-empty array of integers")
+    elif not counts or not all(issubclass(t, int) and t is not bool for t in set(map(type, counts))):
+        raise YTVISFormatError(f"{where}: uncompressed RLE counts must be a non-empty list of integers")
+
+
+def _given_runs(counts: list[int] | np.ndarray, where: str) -> np.ndarray:
+    """[m] int64 runs of uncompressed counts (already checked to be integers)."""
+    if isinstance(counts, list) and (max(counts) > _MAX_RUN or min(counts) < 0):  # before int64
         raise YTVISFormatError(f"{where}: RLE counts hold a negative or oversized run")
-    total, pixels = int(runs.sum()), size[0] * size[1]
-    if total != pixels:
+    return np.asarray(counts, dtype=np.int64)
+
+
+def validate_rles(
+    rles: Sequence[object], where: Callable[[int], str], *, compressed_only: bool = True
+) -> None:
+    """Check RLE dicts completely, so that pycocotools can use them safely.
+
+    ``size`` must be ``[h, w]`` (positive integers) and ``counts`` a compressed string
+    or, unless ``compressed_only`` (the submission format), a list (or a 1-d integer
+    array) of integers; the runs must be non-negative, fit pycocotools' uint32 and add
+    up to ``h * w``. Compressed strings are decoded in numpy, ``_CHUNK`` RLEs per pass
+    (bounded memory). Raises :class:`YTVISFormatError` naming ``where(i)`` for the first
+    bad RLE ``i``.
+    """
+    for i, rle in enumerate(rles):
+        _check_structure(rle, where(i), compressed_only)
+    for first in range(0, len(rles), _CHUNK):
+        _check_runs(rles[first : first + _CHUNK], lambda i, first=first: where(first + i))
+
+
+def _check_runs(rles: Sequence[Any], where: Callable[[int], str]) -> None:
+    """The runs of structurally checked RLE dicts: non-negative, fitting, adding up to h * w."""
+    counts = [rle["counts"] for rle in rles]
+    compressed = [i for i, c in enumerate(counts) if isinstance(c, str)]
+    runs, per_string = _NO_RUNS, _NO_RUNS
+    if compressed:
+        runs, per_string = decode_counts([counts[i] for i in compressed], lambda k: where(compressed[k]))
+    if len(compressed) < len(rles):  # uncompressed counts too: every RLE's runs in order
+        decoded = iter(np.split(runs, np.cumsum(per_string)[:-1]))
+        pieces = [
+            next(decoded) if isinstance(c, str) else _given_runs(c, where(i)) for i, c in enumerate(counts)
+        ]
+        runs, per_string = np.concatenate(pieces), np.array([p.size for p in pieces], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(per_string)))  # [S + 1]
+    bad = np.flatnonzero((runs < 0) | (runs > _MAX_RUN))
+    if bad.size:
+        i = _string_at(offsets[1:], bad[0])
+        raise YTVISFormatError(f"{where(i)}: RLE counts hold a negative or oversized run")
+    totals = np.add.reduceat(runs, offsets[:-1]) if runs.size else np.zeros(0, dtype=np.int64)  # [S]
+    sizes = [rle["size"] for rle in rles]
+    pixels = np.array([min(h * w, _NEVER) for h, w in sizes], dtype=np.int64)  # [S]
+    wrong = np.flatnonzero(totals != pixels)
+    if wrong.size:
+        i = int(wrong[0])
+        h, w = sizes[i]
         raise YTVISFormatError(
-            f"{where}: RLE runs add up to {total} pixels, not {size[0]} x {size[1]} = {pixels}"
+            f"{where(i)}: RLE runs add up to {int(totals[i])} pixels, not {h} x {w} = {h * w}"
         )
+
+
+def validate_rle(rle: object, where: str, *, compressed_only: bool = True) -> None:
+    """Check one RLE dict completely (see :func:`validate_rles`)."""
+    validate_rles([rle], lambda _: where, compressed_only=compressed_only)

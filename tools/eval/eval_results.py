@@ -21,7 +21,7 @@ from typing import Any
 
 from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
 from minvis.output_paths import OutputPathError, check_outputs
-from minvis.ytvis_format import YTVISFormatError, load_results, read_json
+from minvis.ytvis_format import YTVISFormatError, read_json, read_results
 
 BAD_INPUT = 2
 
@@ -41,7 +41,7 @@ def run(gt_path: Path, results_path: Path, json_out: Path | None, overwrite: boo
     if json_out is not None:
         check_outputs([json_out], [gt_path, results_path], overwrite=overwrite)
     gt: Any = read_json(gt_path)
-    results = load_results(results_path)
+    results: Any = read_results(results_path)  # validated once, by evaluate_ytvis
     metrics = evaluate_ytvis(gt, results, gt_source=str(gt_path), results_source=str(results_path))
     names = {c["id"]: str(c.get("name", "")) for c in gt["categories"]}
     print(format_report(metrics, names))
