@@ -1,15 +1,22 @@
 #!/usr/bin/env python
 """Time MinVIS inference and measure its peak memory against the video length.
 
-    python tools/benchmarks/benchmark_inference.py [--models tiny r50] [--frames 30 120 480]
-        [--r50-frames 30] [--sources vtest synthetic] [--paths paper paper-bounded streaming]
+    python tools/benchmarks/benchmark_inference.py [--models tiny r50 swinl] [--frames 30 120 480]
+        [--r50-frames 30] [--sources vtest synthetic] [--paths default paper paper-bounded streaming]
         [--min-size 360] [--score-threshold 0] [--device cpu|cuda]
 
-Models (random weights, ``MODEL.WEIGHTS ""``): ``tiny`` (configs/tiny) and ``r50`` (the
-official YouTube-VIS 2019 R50 config), both at ``INPUT.MIN_SIZE_TEST`` 360. Sources:
+Models (random weights, ``MODEL.WEIGHTS ""``): ``tiny`` (configs/tiny), ``r50`` and
+``swinl`` (the official YouTube-VIS 2019 R50 and Swin-L configs; ``swinl`` takes the
+``--r50-*`` lengths and sources), all at ``INPUT.MIN_SIZE_TEST`` ``--min-size`` (0: each
+config's own, the official test sizes: 360 for R50, 480 for Swin-L). Sources:
 the first N frames of shared/data/vtest.avi (768x576 -> 480x360) and a synthetic video
 rendered at 480x360 (:mod:`minvis.data.synthetic`, written once to a temporary mp4).
-Paths, all with ``WINDOW_INFERENCE`` True:
+Paths:
+
+* ``default``: ``model([{"image": [all frames], ...}])`` with the config's own inference
+  settings (the official configs: no window inference, so one frame per forward).
+
+and, all with ``WINDOW_INFERENCE`` True:
 
 * ``paper``: the official contract, ``model([{"image": [all frames], ...}])``: every
   preprocessed frame is decoded into a list first, the per-frame mask logits are kept in
@@ -56,9 +63,11 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {
     "tiny": REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml",
     "r50": REPO / "configs" / "youtubevis_2019" / "video_maskformer2_R50_bs32_8ep_frame.yaml",
+    "swinl": REPO / "configs" / "youtubevis_2019" / "swin"
+    / "video_maskformer2_swin_large_IN21k_384_bs32_8ep_frame.yaml",
 }
 VTEST = REPO.parent / "shared" / "data" / "vtest.avi"
-PATHS = ("paper", "paper-bounded", "streaming")
+PATHS = ("default", "paper", "paper-bounded", "streaming")
 MB = 2**20
 
 
@@ -76,17 +85,15 @@ class Run:
 
 
 def build_predictor(run: Run) -> VideoPredictor:
-    bounded = run.path == "paper-bounded"
-    cfg = build_config(
-        str(CONFIGS[run.model]),
-        [
-            "MODEL.WEIGHTS", "",
-            "MODEL.DEVICE", run.device,
-            "INPUT.MIN_SIZE_TEST", run.min_size,
+    overrides = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", run.device]
+    if run.min_size > 0:
+        overrides += ["INPUT.MIN_SIZE_TEST", run.min_size]
+    if run.path != "default":
+        overrides += [
             "MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE", True,
-            "MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK", bounded,
-        ],
-    )  # fmt: skip
+            "MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK", run.path == "paper-bounded",
+        ]  # fmt: skip
+    cfg = build_config(str(CONFIGS[run.model]), overrides)
     return VideoPredictor.from_config(cfg, score_threshold=run.score_threshold)
 
 
@@ -112,11 +119,11 @@ def measure(run: Run) -> dict[str, Any]:
     else:
         preprocessed = (predictor.preprocess(frame) for frame in frames)
         video = {
-            "image": list(preprocessed) if run.path == "paper" else preprocessed,
+            "image": list(preprocessed) if run.path in ("default", "paper") else preprocessed,
             "height": source.info.height,
             "width": source.info.width,
         }
-        if run.path == "paper":
+        if run.path in ("default", "paper"):
             scores = predictor.model([video])["pred_scores"]
         else:
             result = predictor.model.track_video(video)
@@ -224,8 +231,8 @@ def main() -> None:
         "--sources", nargs="+", choices=["vtest", "synthetic"], default=["vtest", "synthetic"]
     )
     parser.add_argument("--r50-sources", nargs="+", choices=["vtest", "synthetic"], default=["vtest"])
-    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    parser.add_argument("--min-size", type=int, default=360, help="INPUT.MIN_SIZE_TEST")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS[1:]))
+    parser.add_argument("--min-size", type=int, default=360, help="INPUT.MIN_SIZE_TEST (0: the config's)")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="streaming: tracks shown")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
@@ -241,8 +248,8 @@ def main() -> None:
     rows = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        lengths = {"tiny": args.frames, "r50": args.r50_frames}
-        sources = {"tiny": args.sources, "r50": args.r50_sources}
+        lengths = {"tiny": args.frames, "r50": args.r50_frames, "swinl": args.r50_frames}
+        sources = {"tiny": args.sources, "r50": args.r50_sources, "swinl": args.r50_sources}
         videos = {"vtest": str(VTEST)}
         synthetic_lengths = [n for m in args.models if "synthetic" in sources[m] for n in lengths[m]]
         if synthetic_lengths:
