@@ -30,6 +30,7 @@ from .data.preprocess import FramePreprocessor
 from .inference import (
     FrameInstances,
     FrameOutputs,
+    MaskGeometry,
     OnlineTrackScorer,
     Size,
     VideoResult,
@@ -117,17 +118,10 @@ class VideoPredictor:
             frames: RGB ``uint8 [H, W, 3]`` frames of one size, in order.
         """
         scorer: OnlineTrackScorer | None = None
-        first_size: Size | None = None
-        for index, frame in enumerate(frames):
-            _check_frame(frame, index, first_size)
-            first_size = first_size or frame.shape[:2]
-            image = self.preprocess(frame)  # uint8 [3, h, w]
-            outputs, window = self.run_model(image)
+        for outputs, geometry in self._frame_outputs(frames):
             if scorer is None:
                 scorer = OnlineTrackScorer(
-                    window.geometry(first_size),
-                    score_threshold=self.score_threshold,
-                    tracking=self.model.tracking,
+                    geometry, score_threshold=self.score_threshold, tracking=self.model.tracking
                 )
             yield scorer.step(outputs)
 
@@ -144,14 +138,10 @@ class VideoPredictor:
             frames: RGB ``uint8 [H, W, 3]`` frames of one size, in order.
         """
         accumulator: VideoResultAccumulator | None = None
-        first_size: Size | None = None
-        for index, frame in enumerate(frames):
-            _check_frame(frame, index, first_size)
-            first_size = first_size or frame.shape[:2]
-            outputs, window = self.run_model(self.preprocess(frame))
+        for outputs, geometry in self._frame_outputs(frames):
             if accumulator is None:
                 accumulator = VideoResultAccumulator(
-                    window.geometry(first_size),
+                    geometry,
                     top_k=self.model.top_k,
                     spill_to_disk=self.model.spill_masks_to_disk,
                     tracking=self.model.tracking,
@@ -160,6 +150,16 @@ class VideoPredictor:
         if accumulator is None:
             raise VideoInputError("the video has no frames")
         return accumulator.finalize()
+
+    def _frame_outputs(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[FrameOutputs, MaskGeometry]]:
+        """Check, preprocess and run each RGB ``uint8 [H, W, 3]`` frame; yield its outputs
+        and the geometry from the model's mask grid to the frame's original size."""
+        first_size: Size | None = None
+        for index, frame in enumerate(frames):
+            _check_frame(frame, index, first_size)
+            first_size = first_size or frame.shape[:2]
+            outputs, window = self.run_model(self.preprocess(frame))  # preprocess: uint8 [3, h, w]
+            yield outputs, window.geometry(first_size)
 
     @torch.no_grad()
     def run_model(self, image: Tensor) -> tuple[FrameOutputs, WindowOutputs]:
