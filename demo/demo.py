@@ -16,10 +16,10 @@ frame is processed, in one pass with memory flat however long the video, on any 
 instances of the whole video with their video-level class and score, drawn on every
 frame. It needs the whole video before drawing, so it runs two passes: pass 1 runs the
 model frame by frame and keeps only what the paper's result needs (per frame the mask
-logits of the queries, ``T * Q * h * w`` floats, in memory or, with ``--opts
-MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK True``, on disk), pass 2 decodes the input
+logits of the queries, ``T * Q * h * w`` floats, in a temporary file, or in memory with
+``--opts MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK False``), pass 2 decodes the input
 again and draws the selected instances' masks frame by frame. Stream is the default
-because it works on any length with constant memory; ``results.json`` holds the top-k
+because it works on any length with constant memory and one decode; ``results.json`` holds the top-k
 entries in video mode (what the evaluator writes for the video). ``--frame-stride N``
 uses every N-th frame (of the first ``--max-frames``) in both modes.
 """

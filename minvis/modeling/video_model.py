@@ -53,7 +53,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         window_inference: bool,
         window_size: int,
         top_k: int,
-        spill_masks_to_disk: bool = False,
+        spill_masks_to_disk: bool = True,
         tracking: TrackingOptions = PAPER_TRACKING,
         supervised_matching_weight: float = 0.0,
         supervised_matching_margin: float = 0.0,
