@@ -55,13 +55,22 @@ def test_overwrite_never_deletes_the_input(frames_video, tmp_path):
     assert video.read_bytes() == frames_video[0].read_bytes()
 
 
+@pytest.fixture(scope="module")
+def long_video(frames_video, tmp_path_factory) -> Path:
+    """The clip repeated to 1,200 frames: the demo needs many seconds for it on any machine,
+    so a signal sent after its first frames always lands mid-run."""
+    path = tmp_path_factory.mktemp("input") / "long.avi"
+    write_video_file(path, frames_video[1] * 30, fps=6.0)
+    return path
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_demo_leaves_no_output_and_no_temporary_files(sig, frames_video, tmp_path):
+def test_an_interrupted_demo_leaves_no_output_and_no_temporary_files(sig, long_video, tmp_path):
     out, spool_root = tmp_path / "out", tmp_path / "tmp"
     spool_root.mkdir()
     env = {"TMPDIR": str(spool_root), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        demo_command("--input", frames_video[0], "--output", out, "--save-frames"),
+        demo_command("--input", long_video, "--output", out, "--save-frames"),
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     partial = out / "frames.partial"
