@@ -69,9 +69,12 @@ def test_an_interrupted_demo_leaves_no_output_and_no_temporary_files(sig, long_v
     out, spool_root = tmp_path / "out", tmp_path / "tmp"
     spool_root.mkdir()
     env = {"TMPDIR": str(spool_root), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    # A shell that starts jobs in the background (nohup, CI runners) makes them ignore
+    # SIGINT, and the child would inherit that: give it the default a terminal user has.
     proc = subprocess.Popen(
         demo_command("--input", long_video, "--output", out, "--save-frames"),
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     partial = out / "frames.partial"
     deadline = time.monotonic() + 300
