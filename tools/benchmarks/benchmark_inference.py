@@ -38,7 +38,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -51,7 +50,7 @@ from typing import Any
 import numpy as np
 import psutil
 import torch
-from machine_info import cpu_name
+from machine_info import machine_line
 
 from minvis.config import build_config
 from minvis.data.synthetic import SyntheticSpec, render_video, video_rng, write_video_file
@@ -205,15 +204,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine(device: str) -> str:
-    accelerator = torch.cuda.get_device_name() if device.startswith("cuda") else "no GPU used"
-    return (
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GB RAM, "
-        f"{accelerator}; torch {torch.__version__}, "
-        f"Python {platform.python_version()}; load average before the run {os.getloadavg()[0]:.1f}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=sorted(CONFIGS), default=["tiny", "r50"])
@@ -244,7 +234,7 @@ def main() -> None:
         print(json.dumps(measure(Run(**json.loads(args.worker)))))
         return
 
-    print(f"{machine(args.device)}; {args.threads} torch thread(s) per run\n", flush=True)
+    print(f"{machine_line(args.device)}; {args.threads} torch thread(s) per run\n", flush=True)
     rows = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

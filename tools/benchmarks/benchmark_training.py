@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 
 import torch
 from detectron2.utils.events import EventStorage
-from machine_info import cpu_name
+from machine_info import machine_line
 
 from minvis.config import build_config
 from minvis.data.synthetic import SyntheticSpec, write_split
@@ -136,15 +135,6 @@ def run_worker(name: str, args: argparse.Namespace, datasets: Path, output_dir: 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine(device: str, threads: int) -> str:
-    accelerator = torch.cuda.get_device_name() if device.startswith("cuda") else "no GPU used"
-    return (
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, {accelerator}; torch {torch.__version__}, "
-        f"Python {platform.python_version()}; {threads} torch thread(s); "
-        f"load average before the run {os.getloadavg()[0]:.1f}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["tiny", "r50"])
@@ -162,7 +152,7 @@ def main() -> None:
         print(json.dumps(measure(chosen_model(args.worker, args), args.device, args.output_dir)))
         return
 
-    print(machine(args.device, args.threads) + "\n", flush=True)
+    print(f"{machine_line(args.device)}; {args.threads} torch thread(s)\n", flush=True)
     print("| model | input (HxW) | frames per iteration | device | timed iterations | s / iteration "
           "| iterations / s | frames / s | peak RSS (MiB) | peak CUDA (MiB) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
