@@ -8,21 +8,17 @@ slow down by an order of magnitude when other jobs share the cores.
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, REPO
+from conftest import REPO, run_tiny
 
 from minvis.data.synthetic import SyntheticSpec, write_split
 from minvis.ytvis_format import load_results, validate_results
 
-TINY_CONFIG = CONFIGS / "tiny" / "minvis_tiny_synthetic.yaml"
 SHORT_RUN = [
     *["SOLVER.IMS_PER_BATCH", 4, "SOLVER.WARMUP_ITERS", 5, "SEED", 0],
     *["SOLVER.CHECKPOINT_PERIOD", 1000],
@@ -46,9 +42,7 @@ def datasets_root(tmp_path_factory) -> Path:
 
 def run_script(script: Path, datasets: Path, *args: object) -> str:
     """Run ``script --config-file TINY_CONFIG ARGS``; return its output (logs included)."""
-    env = {**os.environ, "DETECTRON2_DATASETS": str(datasets), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(script), "--config-file", str(TINY_CONFIG), *map(str, args)]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_tiny(script, datasets, *args)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     return output
