@@ -33,7 +33,7 @@ from tabulate import tabulate
 
 from minvis.data.ytvis import ytvis_metadata
 from minvis.inference import VideoResult
-from minvis.ytvis_format import SubmissionWriter, encode_masks, zip_results
+from minvis.ytvis_format import SubmissionWriter, encode_masks, read_annotations_json, zip_results
 
 from .ytvis_metric import YTVISMetrics, evaluate_ytvis
 
@@ -166,8 +166,7 @@ class YTVISEvaluator(DatasetEvaluator):
         return OrderedDict(segm=results)
 
     def _read_gt(self) -> dict[str, Any]:
-        with open(self._json_file, encoding="utf-8") as f:
-            return json.load(f)
+        return read_annotations_json(self._json_file)  # type: ignore[return-value]  # checked by the metric
 
     def _write_submission(self, entries: list[dict[str, Any]]) -> None:
         os.makedirs(self._output_dir, exist_ok=True)

@@ -25,7 +25,9 @@ area "all", 100 predictions; it is -1 for a category without (non-crowd) ground 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,10 +36,11 @@ from pycocotools import mask as mask_utils
 from minvis.ytvis_format import (
     YTVISFormatError,
     is_int,
+    submission_masks,
     validate_polygons,
-    validate_results,
-    validate_rles,
 )
+
+from .track_masks import TrackMasks, TrackShape, decode_track_masks
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -81,10 +84,9 @@ class _Video:
 
 @dataclass
 class _Instance:
-    """A ground-truth or predicted track: one pycocotools RLE (or None) per frame."""
+    """A ground-truth or predicted track."""
 
-    rles: list[dict[str, Any] | None]
-    frame_areas: np.ndarray  # [length] pixels per frame
+    masks: TrackMasks
     mean_area: float
     score: float = 1.0  # predictions only
     is_crowd: bool = False  # ground truth only
@@ -124,60 +126,58 @@ def _check_frames(segmentations: object, video: _Video, where: str) -> list[Any]
     return segmentations
 
 
-def _check_size(rle: dict[str, Any], video: _Video, where: str) -> None:
-    if rle["size"] != [video.height, video.width]:
+def _check_size(rle: object, video: _Video, where: str) -> None:
+    """An RLE's size list must be the video's (a malformed RLE is left to the RLE validation)."""
+    if (
+        isinstance(rle, dict)
+        and isinstance(rle.get("size"), list)
+        and rle["size"] != [video.height, video.width]
+    ):
         raise YTVISFormatError(
             f"{where}: mask size {rle['size']} differs from the video's [{video.height}, {video.width}]"
         )
 
 
 def _gt_frame_rle(segm: object, video: _Video, where: str) -> dict[str, Any]:
-    """A pycocotools RLE, or the RLE dict itself (validated by :func:`_validate_gt_rles`)."""
+    """A pycocotools RLE of polygons, or the RLE dict itself (validated by the caller)."""
     if isinstance(segm, list):  # polygons
         validate_polygons(segm, video.height, video.width, where)
-        return mask_utils.merge(mask_utils.frPyObjects(segm, video.height, video.width))
+        rle = mask_utils.merge(mask_utils.frPyObjects(segm, video.height, video.width))
+        return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
     if not isinstance(segm, dict) or "size" not in segm or "counts" not in segm:
         raise YTVISFormatError(f"{where}: expected an RLE dict, a polygon list or null")
     _check_size(segm, video, where)
     return segm
 
 
-def _validate_gt_rles(annotations: list[tuple[str, _Video, list[Any]]]) -> None:
-    """Every RLE dict of the ground truth validated together (one numpy pass)."""
-    masks = [
-        (where, frame, segm)
-        for where, _, segmentations in annotations
-        for frame, segm in enumerate(segmentations)
-        if isinstance(segm, dict)
-    ]
-    validate_rles(
-        [m[2] for m in masks], lambda i: f"{masks[i][0]} frame {masks[i][1]}", compressed_only=False
-    )
+@dataclass(frozen=True)
+class _Tracks:
+    """The tracks of one file, checked but not decoded yet."""
+
+    keys: list[tuple[int, int]]  # (video id, category id) per track
+    shapes: list[TrackShape]
+    rles: list[object]  # the present frames' RLEs, track by track
+    where: Callable[[int], str]  # names the file's entry and frame of an RLE
+    compressed_only: bool
+
+    def decode(self, compared_with: set[tuple[int, int]]) -> list[TrackMasks]:
+        """Validate and decode the masks; whole-track RLEs only for the tracks of a
+        (video, category) in ``compared_with`` (the other tracks need only their areas)."""
+        shapes = [
+            replace(s, needs_chunks=k in compared_with) for s, k in zip(self.shapes, self.keys, strict=True)
+        ]
+        return decode_track_masks(shapes, self.rles, self.where, compressed_only=self.compressed_only)
 
 
-def _compress_uncompressed(rles: list[dict[str, Any] | None], video: _Video) -> None:
-    """Convert the uncompressed (list or array counts) RLEs of a track in place, in one pycocotools call."""
-    frames = [
-        f for f, rle in enumerate(rles) if rle is not None and not isinstance(rle["counts"], str | bytes)
-    ]
-    if frames:
-        converted = mask_utils.frPyObjects([rles[f] for f in frames], video.height, video.width)
-        for f, rle in zip(frames, converted, strict=True):
-            rles[f] = rle
+@dataclass(frozen=True)
+class _GroundTruth:
+    tracks: _Tracks
+    listed_areas: list[list[float | None] | None]  # the annotations' ``areas`` fields
+    is_crowd: list[bool]
 
 
-def _frame_areas(rles: list[dict[str, Any] | None]) -> np.ndarray:
-    present = [rle for rle in rles if rle is not None]
-    areas = np.zeros(len(rles), dtype=np.int64)
-    if present:
-        areas[[f for f, rle in enumerate(rles) if rle is not None]] = mask_utils.area(present)
-    return areas
-
-
-def _parse_gt(
-    gt: dict[str, Any], videos: dict[int, _Video], categories: set[int]
-) -> dict[tuple[int, int], list[_Instance]]:
-    annotations = []  # (label, video, segmentations) per annotation
+def _parse_gt(gt: dict[str, Any], videos: dict[int, _Video], categories: set[int]) -> _GroundTruth:
+    keys, shapes, frame_rles, frame_wheres, listed_areas, is_crowd = [], [], [], [], [], []
     for index, ann in enumerate(gt["annotations"]):
         if not isinstance(ann, dict):
             raise YTVISFormatError(f"ground-truth annotation {index}: expected an object")
@@ -187,16 +187,11 @@ def _parse_gt(
             raise YTVISFormatError(f"{where}: unknown video")
         if ann.get("category_id") not in categories:
             raise YTVISFormatError(f"{where}: unknown category {ann.get('category_id')}")
-        annotations.append((where, video, _check_frames(ann.get("segmentations"), video, where)))
-    _validate_gt_rles(annotations)
-    by_group: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
-    for ann, (where, video, segmentations) in zip(gt["annotations"], annotations, strict=True):
-        rles = [
-            None if segm is None else _gt_frame_rle(segm, video, f"{where} frame {frame}")
-            for frame, segm in enumerate(segmentations)
-        ]
-        _compress_uncompressed(rles, video)
-        frame_areas = _frame_areas(rles)
+        segmentations = _check_frames(ann.get("segmentations"), video, where)
+        for frame, segm in enumerate(segmentations):
+            if segm is not None:
+                frame_rles.append(_gt_frame_rle(segm, video, f"{where} frame {frame}"))
+                frame_wheres.append((where, frame))
         listed = ann.get("areas")
         if listed is not None and not (
             isinstance(listed, list)
@@ -204,22 +199,24 @@ def _parse_gt(
             and all(a is None or isinstance(a, int | float) for a in listed)
         ):
             raise YTVISFormatError(f"{where}: areas must list one number or null per frame")
-        by_group[ann["video_id"], ann["category_id"]].append(
-            _Instance(
-                rles=rles,
-                frame_areas=frame_areas,
-                mean_area=_mean_nonzero(frame_areas.tolist() if listed is None else listed),
-                is_crowd=bool(ann.get("iscrowd", 0)),
-            )
-        )
-    return by_group
+        keys.append((ann["video_id"], ann["category_id"]))
+        shapes.append(TrackShape(video.height, video.width, np.array([s is not None for s in segmentations])))
+        listed_areas.append(listed)
+        is_crowd.append(bool(ann.get("iscrowd", 0)))
+    tracks = _Tracks(
+        keys,
+        shapes,
+        frame_rles,
+        lambda i: f"{frame_wheres[i][0]} frame {frame_wheres[i][1]}",
+        compressed_only=False,
+    )
+    return _GroundTruth(tracks, listed_areas, is_crowd)
 
 
-def _parse_results(
-    results: list[dict[str, Any]], videos: dict[int, _Video], categories: set[int]
-) -> dict[tuple[int, int], list[_Instance]]:
-    by_group: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
-    for index, entry in enumerate(validate_results(results)):
+def _parse_results(results: list[dict[str, Any]], videos: dict[int, _Video], categories: set[int]) -> _Tracks:
+    masks = submission_masks(results)  # (entry label, frame, RLE) of every non-null frame
+    keys, shapes = [], []
+    for index, entry in enumerate(results):
         where = f"results entry {index} (video_id {entry['video_id']})"
         video = videos.get(entry["video_id"])
         if video is None:
@@ -230,43 +227,32 @@ def _parse_results(
         for frame, rle in enumerate(rles):
             if rle is not None:
                 _check_size(rle, video, f"{where} frame {frame}")
-        frame_areas = _frame_areas(rles)
-        by_group[entry["video_id"], entry["category_id"]].append(
-            _Instance(
-                rles=rles,
-                frame_areas=frame_areas,
-                mean_area=_mean_nonzero(frame_areas.tolist()),
-                score=float(entry["score"]),
-            )
-        )
-    return by_group
+        keys.append((entry["video_id"], entry["category_id"]))
+        shapes.append(TrackShape(video.height, video.width, np.array([rle is not None for rle in rles])))
+    rles = [rle for _, _, rle in masks]
+    return _Tracks(keys, shapes, rles, lambda i: f"{masks[i][0]} frame {masks[i][1]}", compressed_only=True)
 
 
 def _spatio_temporal_iou(dts: list[_Instance], gts: list[_Instance]) -> np.ndarray:
-    """[D, G] sum-over-frames intersection / sum-over-frames union, exact in float64."""
+    """[D, G] sum-over-frames intersection / sum-over-frames union, exact in float64.
+
+    One pycocotools call per chunk of frames (see :mod:`track_masks`), all tracks of a
+    group being of the same video."""
     inter = np.zeros((len(dts), len(gts)), dtype=np.int64)
     if not dts or not gts:
         return inter.astype(np.float64)
-    dt_present = np.array([[rle is not None for rle in dt.rles] for dt in dts])  # [D, T]
-    gt_present = np.array([[rle is not None for rle in gt.rles] for gt in gts])  # [G, T]
-    dt_areas = np.stack([dt.frame_areas for dt in dts]).astype(np.float64)  # [D, T] pixels
-    gt_areas = np.stack([gt.frame_areas for gt in gts]).astype(np.float64)  # [G, T]
-    for frame in np.flatnonzero(dt_present.any(axis=0) & gt_present.any(axis=0)):
-        d_idx, g_idx = np.flatnonzero(dt_present[:, frame]), np.flatnonzero(gt_present[:, frame])
+    dt_areas = np.stack([dt.masks.chunk_areas for dt in dts])  # [D, C] pixels
+    gt_areas = np.stack([gt.masks.chunk_areas for gt in gts])  # [G, C]
+    for chunk in range(dt_areas.shape[1]):
         iou = np.asarray(
             mask_utils.iou(
-                [dts[i].rles[frame] for i in d_idx],
-                [gts[j].rles[frame] for j in g_idx],
-                [0] * len(g_idx),
+                [dt.masks.chunks[chunk] for dt in dts], [gt.masks.chunks[chunk] for gt in gts], [0] * len(gts)
             )
-        )
-        a, b = dt_areas[d_idx, frame], gt_areas[g_idx, frame]
+        )  # [D, G]
+        a, b = dt_areas[:, chunk].astype(np.float64), gt_areas[:, chunk].astype(np.float64)
         # iou = i / (a + b - i)  =>  i = iou * (a + b) / (1 + iou); exact after rounding.
-        frame_inter = np.rint(iou * (a[:, None] + b[None, :]) / (1.0 + iou))
-        inter[d_idx[:, None], g_idx] += frame_inter.astype(np.int64)
-    dt_total = np.array([dt.frame_areas.sum() for dt in dts], dtype=np.int64)
-    gt_total = np.array([gt.frame_areas.sum() for gt in gts], dtype=np.int64)
-    union = dt_total[:, None] + gt_total[None, :] - inter
+        inter += np.rint(iou * (a[:, None] + b[None, :]) / (1.0 + iou)).astype(np.int64)
+    union = dt_areas.sum(axis=1)[:, None] + gt_areas.sum(axis=1)[None, :] - inter
     return np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
 
 
@@ -381,17 +367,51 @@ def _summary(values: np.ndarray) -> float:
     return float(np.mean(kept)) if kept.size else -1.0
 
 
-def _parse_ground_truth(
-    gt: dict[str, Any],
-) -> tuple[dict[int, _Video], list[int], dict[tuple[int, int], list[_Instance]]]:
+def _parse_header(gt: dict[str, Any]) -> tuple[dict[int, _Video], list[int]]:
     for key in ("videos", "categories", "annotations"):
         if not isinstance(gt, dict) or not isinstance(gt.get(key), list):
             raise YTVISFormatError(f"ground truth needs a '{key}' list")
     videos = _parse_videos(gt)
     if not all(isinstance(c, dict) and is_int(c.get("id")) for c in gt["categories"]):
         raise YTVISFormatError("ground truth: every category needs an integer id")
-    category_ids = sorted({c["id"] for c in gt["categories"]})
-    return videos, category_ids, _parse_gt(gt, videos, set(category_ids))
+    return videos, sorted({c["id"] for c in gt["categories"]})
+
+
+@contextmanager
+def _errors_named(source: str | None) -> Iterator[None]:
+    """Prefix the messages of format errors raised inside with ``source``."""
+    try:
+        yield
+    except YTVISFormatError as error:
+        raise YTVISFormatError(f"{source}: {error}" if source else str(error)) from None
+
+
+def _instances(
+    gt: dict[str, Any], results: list[dict[str, Any]], gt_source: str | None, results_source: str | None
+) -> tuple[list[int], dict[tuple[int, int], list[_Instance]], dict[tuple[int, int], list[_Instance]]]:
+    """Category ids, and the ground-truth and predicted tracks by (video id, category id)."""
+    with _errors_named(gt_source):
+        videos, category_ids = _parse_header(gt)
+        ground_truth = _parse_gt(gt, videos, set(category_ids))
+    with _errors_named(results_source):
+        predictions = _parse_results(results, videos, set(category_ids))
+    with _errors_named(gt_source):
+        gt_masks = ground_truth.tracks.decode(set(predictions.keys))
+    with _errors_named(results_source):
+        dt_masks = predictions.decode(set(ground_truth.tracks.keys))
+    gts: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
+    for key, masks, listed, crowd in zip(
+        ground_truth.tracks.keys, gt_masks, ground_truth.listed_areas, ground_truth.is_crowd, strict=True
+    ):
+        areas = masks.frame_areas.tolist() if listed is None else listed
+        gts[key].append(_Instance(masks=masks, mean_area=_mean_nonzero(areas), is_crowd=crowd))
+    dts: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
+    for key, masks, entry in zip(predictions.keys, dt_masks, results, strict=True):
+        score = float(entry["score"])
+        dts[key].append(
+            _Instance(masks=masks, mean_area=_mean_nonzero(masks.frame_areas.tolist()), score=score)
+        )
+    return category_ids, gts, dts
 
 
 def evaluate_ytvis(
@@ -411,15 +431,7 @@ def evaluate_ytvis(
         YTVISFormatError: the ground truth or the results are malformed or do not
             correspond (unknown video or category, wrong frame count, wrong mask size).
     """
-    try:
-        videos, category_ids, gts = _parse_ground_truth(gt)
-    except YTVISFormatError as error:
-        raise YTVISFormatError(f"{gt_source}: {error}" if gt_source else str(error)) from None
-    try:
-        dts = _parse_results(results, videos, set(category_ids))
-    except YTVISFormatError as error:
-        raise YTVISFormatError(f"{results_source}: {error}" if results_source else str(error)) from None
-
+    category_ids, gts, dts = _instances(gt, results, gt_source, results_source)
     grouped = _match_all(gts, dts, category_ids)
     precision, recall = _accumulate(grouped, category_ids)
     stats: dict[str, float] = {}

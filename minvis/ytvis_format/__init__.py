@@ -5,6 +5,7 @@ imports only numpy and pycocotools (no torch, no detectron2), so tools that only
 or score files start fast.
 """
 
+from .annotations_json import read_annotations_json
 from .errors import YTVISFormatError, is_int, parse_json, read_json
 from .polygons import validate_polygons
 from .results import (
@@ -12,14 +13,17 @@ from .results import (
     SubmissionWriter,
     load_results,
     read_results,
+    submission_masks,
     validate_result_entry,
     validate_results,
     zip_results,
 )
 from .rle import (
     RLE,
+    DecodedRuns,
     decode_counts,
     decode_counts_string,
+    decode_rles,
     encode_masks,
     validate_rle,
     validate_rles,
@@ -28,15 +32,19 @@ from .rle import (
 __all__ = [
     "RESULTS_NAME",
     "RLE",
+    "DecodedRuns",
     "SubmissionWriter",
     "YTVISFormatError",
     "decode_counts",
     "decode_counts_string",
+    "decode_rles",
     "encode_masks",
     "is_int",
     "load_results",
     "parse_json",
+    "read_annotations_json",
     "read_results",
+    "submission_masks",
     "read_json",
     "validate_result_entry",
     "validate_polygons",

@@ -16,7 +16,7 @@ import json
 import math
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -49,23 +49,30 @@ def _entry_masks(entry: object, index: int) -> list[tuple[str, int, object]]:
     return [(where, frame, rle) for frame, rle in enumerate(segmentations) if rle is not None]
 
 
-def _validate_masks(masks: list[tuple[str, int, object]]) -> None:
-    validate_rles([rle for _, _, rle in masks], lambda i: f"{masks[i][0]} frame {masks[i][1]}")
+def _masks_where(masks: list[tuple[str, int, object]]) -> Callable[[int], str]:
+    return lambda i: f"{masks[i][0]} frame {masks[i][1]}"
 
 
 def validate_result_entry(entry: object, index: int) -> None:
     """Check one submission entry; errors name the entry index (and video id if known)."""
-    _validate_masks(_entry_masks(entry, index))
+    masks = _entry_masks(entry, index)
+    validate_rles([rle for _, _, rle in masks], _masks_where(masks))
+
+
+def submission_masks(results: object) -> list[tuple[str, int, object]]:
+    """Check the entries of a submission (not their masks); (entry label, frame, RLE) of
+    each non-null frame."""
+    if not isinstance(results, list):
+        raise YTVISFormatError(f"results must be a list of entries, got {type(results).__name__}")
+    return [mask for index, entry in enumerate(results) for mask in _entry_masks(entry, index)]
 
 
 def validate_results(results: object) -> list[dict[str, Any]]:
     """Check a whole submission (a list of entries) and return it; all its masks are
     validated together (:func:`validate_rles`: one numpy pass)."""
-    if not isinstance(results, list):
-        raise YTVISFormatError(f"results must be a list of entries, got {type(results).__name__}")
-    masks = [mask for index, entry in enumerate(results) for mask in _entry_masks(entry, index)]
-    _validate_masks(masks)
-    return results
+    masks = submission_masks(results)
+    validate_rles([rle for _, _, rle in masks], _masks_where(masks))
+    return results  # type: ignore[return-value]  # checked to be a list of entries
 
 
 class SubmissionWriter:

@@ -13,13 +13,14 @@ value's last character is its sign (two's complement). From the fourth value on,
 value is the difference to the run two places before it.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .errors import YTVISFormatError, is_int
+from .errors import YTVISFormatError
 
 RLE = dict[str, Any]
 
@@ -130,31 +131,65 @@ def _is_int_array(counts: object) -> bool:
     return isinstance(counts, np.ndarray) and counts.ndim == 1 and counts.dtype.kind in "iu"
 
 
-def _check_structure(rle: object, where: str, compressed_only: bool) -> None:
+def _is_size(size: object) -> bool:
+    """``[height, width]``, positive integers (``type(...) is int``: fast, and excludes ``bool``)."""
+    return (
+        type(size) is list
+        and len(size) == 2
+        and type(size[0]) is int
+        and type(size[1]) is int
+        and size[0] > 0
+        and size[1] > 0
+    )
+
+
+def _check_structure(rle: object, where: Callable[[], str], compressed_only: bool) -> None:
+    """``rle`` is a dict with a valid ``size`` and ``counts`` of the allowed kinds
+    (``where`` is called only to name a bad RLE)."""
     if not isinstance(rle, dict):
-        raise YTVISFormatError(f"{where}: expected an RLE dict or null, got {type(rle).__name__}")
+        raise YTVISFormatError(f"{where()}: expected an RLE dict or null, got {type(rle).__name__}")
     if "size" not in rle or "counts" not in rle:
-        raise YTVISFormatError(f"{where}: RLE needs both 'size' and 'counts'")
+        raise YTVISFormatError(f"{where()}: RLE needs both 'size' and 'counts'")
     size, counts = rle["size"], rle["counts"]
-    if not (isinstance(size, list) and len(size) == 2 and all(is_int(s) and s > 0 for s in size)):
-        raise YTVISFormatError(f"{where}: RLE size must be [height, width], got {size!r}")
+    if not _is_size(size):
+        raise YTVISFormatError(f"{where()}: RLE size must be [height, width], got {size!r}")
     if isinstance(counts, str):
         return
     if compressed_only or not isinstance(counts, list | np.ndarray):
         expected = "a compressed string" if compressed_only else "a compressed string or a list of integers"
-        raise YTVISFormatError(f"{where}: RLE counts must be {expected}, got {type(counts).__name__}")
+        raise YTVISFormatError(f"{where()}: RLE counts must be {expected}, got {type(counts).__name__}")
     if isinstance(counts, np.ndarray):
         if not (_is_int_array(counts) and counts.size):
-            raise YTVISFormatError(f"{where}: uncompressed RLE counts must be a non-empty array of integers")
+            raise YTVISFormatError(
+                f"{where()}: uncompressed RLE counts must be a non-empty array of integers"
+            )
     elif not counts or not all(issubclass(t, int) and t is not bool for t in set(map(type, counts))):
-        raise YTVISFormatError(f"{where}: uncompressed RLE counts must be a non-empty list of integers")
+        raise YTVISFormatError(f"{where()}: uncompressed RLE counts must be a non-empty list of integers")
 
 
-def _given_runs(counts: list[int] | np.ndarray, where: str) -> np.ndarray:
+def _given_runs(counts: list[int] | np.ndarray, where: Callable[[], str]) -> np.ndarray:
     """[m] int64 runs of uncompressed counts (already checked to be integers)."""
     if isinstance(counts, list) and (max(counts) > _MAX_RUN or min(counts) < 0):  # before int64
-        raise YTVISFormatError(f"{where}: RLE counts hold a negative or oversized run")
-    return np.asarray(counts, dtype=np.int64)
+        raise YTVISFormatError(f"{where()}: RLE counts hold a negative or oversized run")
+    return np.asarray(counts, dtype=np.int64)  # uint64 beyond int64 wraps negative: reported below
+
+
+@dataclass(frozen=True)
+class DecodedRuns:
+    """The runs of S RLEs, concatenated in order."""
+
+    runs: np.ndarray  # [N] uint32, each RLE's runs (background first)
+    run_counts: np.ndarray  # [S] int64 runs per RLE
+
+
+def _runs_in_chunks(
+    rles: Sequence[object], where: Callable[[int], str], compressed_only: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Check every RLE; yield (runs [N] int64, runs per RLE [S]) ``_CHUNK`` RLEs at a time."""
+    for i, rle in enumerate(rles):
+        _check_structure(rle, lambda i=i: where(i), compressed_only)
+    for first in range(0, len(rles), _CHUNK):
+        yield _checked_runs(rles[first : first + _CHUNK], lambda i, first=first: where(first + i))
 
 
 def validate_rles(
@@ -169,14 +204,25 @@ def validate_rles(
     (bounded memory). Raises :class:`YTVISFormatError` naming ``where(i)`` for the first
     bad RLE ``i``.
     """
-    for i, rle in enumerate(rles):
-        _check_structure(rle, where(i), compressed_only)
-    for first in range(0, len(rles), _CHUNK):
-        _check_runs(rles[first : first + _CHUNK], lambda i, first=first: where(first + i))
+    for _ in _runs_in_chunks(rles, where, compressed_only):
+        pass
 
 
-def _check_runs(rles: Sequence[Any], where: Callable[[int], str]) -> None:
-    """The runs of structurally checked RLE dicts: non-negative, fitting, adding up to h * w."""
+def decode_rles(
+    rles: Sequence[object], where: Callable[[int], str], *, compressed_only: bool = True
+) -> DecodedRuns:
+    """Check RLE dicts as :func:`validate_rles` does and return their runs."""
+    chunks = [
+        (runs.astype(np.uint32), per_rle) for runs, per_rle in _runs_in_chunks(rles, where, compressed_only)
+    ]
+    if not chunks:
+        return DecodedRuns(np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
+    return DecodedRuns(np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]))
+
+
+def _checked_runs(rles: Sequence[Any], where: Callable[[int], str]) -> tuple[np.ndarray, np.ndarray]:
+    """The runs [N] and runs per RLE [S] of structurally checked RLE dicts, checked to be
+    non-negative, fitting and adding up to h * w."""
     counts = [rle["counts"] for rle in rles]
     compressed = [i for i, c in enumerate(counts) if isinstance(c, str)]
     runs, per_string = _NO_RUNS, _NO_RUNS
@@ -185,7 +231,8 @@ def _check_runs(rles: Sequence[Any], where: Callable[[int], str]) -> None:
     if len(compressed) < len(rles):  # uncompressed counts too: every RLE's runs in order
         decoded = iter(np.split(runs, np.cumsum(per_string)[:-1]))
         pieces = [
-            next(decoded) if isinstance(c, str) else _given_runs(c, where(i)) for i, c in enumerate(counts)
+            next(decoded) if isinstance(c, str) else _given_runs(c, lambda i=i: where(i))
+            for i, c in enumerate(counts)
         ]
         runs, per_string = np.concatenate(pieces), np.array([p.size for p in pieces], dtype=np.int64)
     offsets = np.concatenate(([0], np.cumsum(per_string)))  # [S + 1]
@@ -203,6 +250,7 @@ def _check_runs(rles: Sequence[Any], where: Callable[[int], str]) -> None:
         raise YTVISFormatError(
             f"{where(i)}: RLE runs add up to {int(totals[i])} pixels, not {h} x {w} = {h * w}"
         )
+    return runs, per_string
 
 
 def validate_rle(rle: object, where: str, *, compressed_only: bool = True) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
 from minvis.output_paths import OutputPathError, check_outputs
-from minvis.ytvis_format import YTVISFormatError, read_json, read_results
+from minvis.ytvis_format import YTVISFormatError, read_annotations_json, read_results
 
 BAD_INPUT = 2
 
@@ -40,7 +40,7 @@ def format_report(metrics: YTVISMetrics, category_names: dict[int, str]) -> str:
 def run(gt_path: Path, results_path: Path, json_out: Path | None, overwrite: bool) -> None:
     if json_out is not None:
         check_outputs([json_out], [gt_path, results_path], overwrite=overwrite)
-    gt: Any = read_json(gt_path)
+    gt: Any = read_annotations_json(gt_path)
     results: Any = read_results(results_path)  # validated once, by evaluate_ytvis
     metrics = evaluate_ytvis(gt, results, gt_source=str(gt_path), results_source=str(results_path))
     names = {c["id"]: str(c.get("name", "")) for c in gt["categories"]}

@@ -1,0 +1,176 @@
+"""A track's frames side by side in one pycocotools RLE, for spatio-temporal IoU in one call.
+
+RLE runs go through a mask column by column, so the frames of a ``T``-frame track at
+``h x w``, laid side by side, form one ``h x (T * w)`` mask whose runs are the frames'
+runs one after the other. The IoU of two such masks is the sum over frames of the
+intersections over the sum over frames of the unions: the YouTube-VIS spatio-temporal
+IoU, computed by pycocotools in one call per (video, category) instead of one per frame.
+
+pycocotools counts pixels in 32 bits, so a track longer than ``MAX_RLE_PIXELS`` pixels
+is cut into chunks of whole frames, each its own RLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from minvis.ytvis_format import RLE, DecodedRuns, decode_rles
+
+MAX_RLE_PIXELS = 2**32 - 1  # pycocotools' uint pixel counts
+_BATCH_FRAMES = 1024  # frames decoded and laid out per numpy pass (bounded temporaries)
+
+
+@dataclass(frozen=True)
+class TrackShape:
+    height: int
+    width: int
+    present: np.ndarray  # [T] bool: frames with a mask (an RLE of the decoded runs)
+    needs_chunks: bool = True  # False: only the frame areas are wanted (nothing to compare it with)
+
+
+@dataclass(frozen=True)
+class TrackMasks:
+    chunks: list[RLE]  # [C] compressed RLEs, each of consecutive frames side by side (none if not needed)
+    chunk_areas: np.ndarray  # [C] int64 foreground pixels
+    frame_areas: np.ndarray  # [T] int64 foreground pixels per frame
+
+
+def frames_per_chunk(height: int, width: int) -> int:
+    return max(1, MAX_RLE_PIXELS // (height * width))
+
+
+def decode_track_masks(
+    shapes: Sequence[TrackShape],
+    rles: Sequence[object],
+    where: Callable[[int], str],
+    *,
+    compressed_only: bool,
+) -> list[TrackMasks]:
+    """Validate and decode the RLEs of the tracks' present frames (``rles``: track by
+    track, frame by frame; see :func:`~minvis.ytvis_format.validate_rles`) into
+    whole-track masks, about ``_BATCH_FRAMES`` frames at a time."""
+    present = [int(shape.present.sum()) for shape in shapes]
+    masks: list[TrackMasks] = []
+    first_track = first_rle = 0
+    while first_track < len(shapes):
+        last_track, frames = first_track, 0
+        while last_track < len(shapes) and (
+            last_track == first_track or frames + present[last_track] <= _BATCH_FRAMES
+        ):
+            frames += present[last_track]
+            last_track += 1
+        decoded = decode_rles(
+            rles[first_rle : first_rle + frames],
+            lambda i, first=first_rle: where(first + i),
+            compressed_only=compressed_only,
+        )
+        masks += build_track_masks(shapes[first_track:last_track], decoded)
+        first_track, first_rle = last_track, first_rle + frames
+    return masks
+
+
+def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> list[TrackMasks]:
+    """Whole-track RLEs of tracks whose present frames' runs are ``decoded`` (track by
+    track, frame by frame). Vectorised over all tracks: the frames' foreground intervals
+    are placed in their chunk's coordinates, intervals that touch across a frame border
+    are merged, and each chunk's runs are the gaps and lengths between them."""
+    if not shapes:
+        return []
+    num_frames = np.array([s.present.size for s in shapes], dtype=np.int64)  # [K] tracks
+    frame_pixels = np.array([s.height * s.width for s in shapes], dtype=np.int64)  # [K]
+    per_chunk = np.array([frames_per_chunk(s.height, s.width) for s in shapes], dtype=np.int64)  # [K]
+    needs_chunks = np.array([s.needs_chunks for s in shapes], dtype=bool)  # [K]
+    num_chunks = np.where(needs_chunks, -(-num_frames // per_chunk), 0)  # [K]
+    first_chunk = np.cumsum(num_chunks) - num_chunks  # [K]
+
+    # Each present frame (S in all): its track, frame index, chunk and offset in the chunk.
+    rle_track = np.repeat(np.arange(len(shapes)), [int(s.present.sum()) for s in shapes])  # [S]
+    rle_frame = np.concatenate([np.flatnonzero(s.present) for s in shapes])  # [S]
+    rle_chunk = first_chunk[rle_track] + rle_frame // per_chunk[rle_track]  # [S]
+    rle_offset = (rle_frame % per_chunk[rle_track]) * frame_pixels[rle_track]  # [S]
+
+    # Foreground intervals [start, end) of every frame in its chunk's coordinates.
+    counts = decoded.run_counts  # [S]
+    first_run = np.cumsum(counts) - counts  # [S]
+    run_rle = np.repeat(np.arange(counts.size), counts)  # [N]
+    ends = np.cumsum(decoded.runs, dtype=np.int64)  # [N] over all RLEs
+    odd = (np.arange(ends.size) & 1).astype(bool) != (first_run & 1).astype(bool)[
+        run_rle
+    ]  # [N] foreground run
+    foreground = np.flatnonzero(odd & (decoded.runs > 0))  # [F]
+    fg_rle = run_rle[foreground]  # [F]
+    frame_areas_flat = np.bincount(fg_rle, weights=decoded.runs[foreground], minlength=counts.size)  # [S]
+    foreground = foreground[needs_chunks[rle_track[fg_rle]]]  # [I] of the tracks with chunks
+    fg_rle = run_rle[foreground]
+    rle_base = (
+        ends[first_run] - decoded.runs[first_run] - rle_offset
+    )  # [S] chunk position 0 on the global axis
+    interval_end = ends[foreground] - rle_base[fg_rle]  # [I]
+    interval_start = interval_end - decoded.runs[foreground]
+    interval_chunk = rle_chunk[fg_rle]  # [I]
+
+    # Merge intervals that continue one another (a foreground run across a frame border).
+    new = np.ones(interval_end.size, dtype=bool)
+    new[1:] = (interval_start[1:] != interval_end[:-1]) | (interval_chunk[1:] != interval_chunk[:-1])
+    starts_at = np.flatnonzero(new)
+    chunk_of = interval_chunk[starts_at]  # [M] merged intervals
+    start = interval_start[starts_at]
+    end = interval_end[np.append(starts_at[1:] - 1, interval_end.size - 1)] if starts_at.size else start
+
+    # Runs of each chunk: gap, length, gap, length, ..., last gap  (2 * M + C values).
+    total_chunks = int(num_chunks.sum())
+    chunk_track = np.repeat(np.arange(len(shapes)), num_chunks)  # [C]
+    chunk_index = np.arange(total_chunks) - first_chunk[chunk_track]  # [C] within its track
+    chunk_frames = np.minimum(
+        per_chunk[chunk_track], num_frames[chunk_track] - chunk_index * per_chunk[chunk_track]
+    )  # [C]
+    chunk_pixels = chunk_frames * frame_pixels[chunk_track]  # [C]
+    previous_end = np.zeros_like(start)
+    previous_end[1:] = np.where(chunk_of[1:] == chunk_of[:-1], end[:-1], 0)
+    intervals_per_chunk = np.bincount(chunk_of, minlength=total_chunks)  # [C]
+    last_end = np.zeros(total_chunks, dtype=np.int64)
+    last_end[chunk_of] = end  # the last interval of each chunk wins
+    flat = np.empty(2 * start.size + total_chunks, dtype=np.int64)
+    position = 2 * np.arange(start.size) + chunk_of  # [M] where each gap goes
+    flat[position] = start - previous_end
+    flat[position + 1] = end - start
+    chunk_ends = np.cumsum(2 * intervals_per_chunk + 1)  # [C]
+    flat[chunk_ends - 1] = chunk_pixels - last_end
+    chunk_runs = np.split(flat.astype(np.uint32), chunk_ends[:-1]) if total_chunks else []
+    chunk_areas = np.bincount(chunk_of, weights=end - start, minlength=total_chunks).astype(np.int64)  # [C]
+
+    chunks = _compress(
+        [
+            {"size": [shapes[t].height, int(frames) * shapes[t].width], "counts": counts}
+            for t, frames, counts in zip(chunk_track.tolist(), chunk_frames.tolist(), chunk_runs, strict=True)
+        ]
+    )
+    first_frame = np.cumsum(num_frames) - num_frames  # [K] in the tracks' frames laid end to end
+    areas = np.zeros(int(num_frames.sum()), dtype=np.int64)
+    areas[first_frame[rle_track] + rle_frame] = frame_areas_flat  # exact: float64 below 2**53
+    frame_areas = np.split(areas, np.cumsum(num_frames)[:-1])
+    return [
+        TrackMasks(
+            chunks=chunks[first_chunk[t] : first_chunk[t] + num_chunks[t]],
+            chunk_areas=chunk_areas[first_chunk[t] : first_chunk[t] + num_chunks[t]],
+            frame_areas=frame_areas[t],
+        )
+        for t in range(len(shapes))
+    ]
+
+
+def _compress(uncompressed: list[RLE]) -> list[RLE]:
+    """pycocotools' compressed RLEs of uncompressed ones, one call per mask size."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, rle in enumerate(uncompressed):
+        by_size.setdefault(tuple(rle["size"]), []).append(i)
+    compressed: list[RLE] = [{}] * len(uncompressed)
+    for (height, width), indices in by_size.items():
+        converted = mask_utils.frPyObjects([uncompressed[i] for i in indices], height, width)
+        for i, rle in zip(indices, converted, strict=True):
+            compressed[i] = rle
+    return compressed
