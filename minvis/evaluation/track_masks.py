@@ -93,24 +93,26 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     rle_chunk = first_chunk[rle_track] + rle_frame // per_chunk[rle_track]  # [S]
     rle_offset = (rle_frame % per_chunk[rle_track]) * frame_pixels[rle_track]  # [S]
 
-    # Foreground intervals [start, end) of every frame in its chunk's coordinates.
+    # Foreground intervals [start, end) of every frame in its chunk's coordinates. A zero
+    # run closes each RLE with an odd number of runs, so runs pair up (background, foreground).
     counts = decoded.run_counts  # [S]
-    first_run = np.cumsum(counts) - counts  # [S]
-    run_rle = np.repeat(np.arange(counts.size), counts)  # [N]
-    ends = np.cumsum(decoded.runs, dtype=np.int64)  # [N] over all RLEs
-    odd = (np.arange(ends.size) & 1).astype(bool) != (first_run & 1).astype(bool)[
-        run_rle
-    ]  # [N] foreground run
-    foreground = np.flatnonzero(odd & (decoded.runs > 0))  # [F]
-    fg_rle = run_rle[foreground]  # [F]
-    frame_areas_flat = np.bincount(fg_rle, weights=decoded.runs[foreground], minlength=counts.size)  # [S]
+    odd_count = np.flatnonzero(counts & 1)
+    runs = np.insert(decoded.runs.astype(np.int64), np.cumsum(counts)[odd_count], 0)  # [2P]
+    pairs_per_rle = (counts + 1) // 2  # [S]
+    pair_rle = np.repeat(np.arange(counts.size), pairs_per_rle)  # [P]
+    first_pair = np.cumsum(pairs_per_rle) - pairs_per_rle  # [S]
+    pair_end = np.cumsum(runs)[1::2]  # [P] end of each foreground run, over all RLEs
+    fg_length = runs[1::2]  # [P]
+    frame_area = np.add.reduceat(fg_length, first_pair) if first_pair.size else first_pair  # [S]
+    foreground = np.flatnonzero(fg_length)  # [F] non-empty foreground runs
+    fg_rle = pair_rle[foreground]  # [F]
     foreground = foreground[needs_chunks[rle_track[fg_rle]]]  # [I] of the tracks with chunks
-    fg_rle = run_rle[foreground]
+    fg_rle = pair_rle[foreground]
     rle_base = (
-        ends[first_run] - decoded.runs[first_run] - rle_offset
-    )  # [S] chunk position 0 on the global axis
-    interval_end = ends[foreground] - rle_base[fg_rle]  # [I]
-    interval_start = interval_end - decoded.runs[foreground]
+        pair_end[first_pair] - runs[2 * first_pair + 1] - runs[2 * first_pair] - rle_offset
+    )  # [S] chunk origin
+    interval_end = pair_end[foreground] - rle_base[fg_rle]  # [I]
+    interval_start = interval_end - fg_length[foreground]
     interval_chunk = rle_chunk[fg_rle]  # [I]
 
     # Merge intervals that continue one another (a foreground run across a frame border).
@@ -141,7 +143,6 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     chunk_ends = np.cumsum(2 * intervals_per_chunk + 1)  # [C]
     flat[chunk_ends - 1] = chunk_pixels - last_end
     chunk_runs = np.split(flat.astype(np.uint32), chunk_ends[:-1]) if total_chunks else []
-    chunk_areas = np.bincount(chunk_of, weights=end - start, minlength=total_chunks).astype(np.int64)  # [C]
 
     chunks = _compress(
         [
@@ -151,8 +152,11 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     )
     first_frame = np.cumsum(num_frames) - num_frames  # [K] in the tracks' frames laid end to end
     areas = np.zeros(int(num_frames.sum()), dtype=np.int64)
-    areas[first_frame[rle_track] + rle_frame] = frame_areas_flat  # exact: float64 below 2**53
+    areas[first_frame[rle_track] + rle_frame] = frame_area
     frame_areas = np.split(areas, np.cumsum(num_frames)[:-1])
+    chunk_first_frame = first_frame[chunk_track] + chunk_index * per_chunk[chunk_track]  # [C]
+    area_before = np.concatenate(([0], np.cumsum(areas)))  # [sum T + 1]
+    chunk_areas = area_before[chunk_first_frame + chunk_frames] - area_before[chunk_first_frame]  # [C]
     return [
         TrackMasks(
             chunks=chunks[first_chunk[t] : first_chunk[t] + num_chunks[t]],

@@ -188,10 +188,14 @@ def _parse_gt(gt: dict[str, Any], videos: dict[int, _Video], categories: set[int
         if ann.get("category_id") not in categories:
             raise YTVISFormatError(f"{where}: unknown category {ann.get('category_id')}")
         segmentations = _check_frames(ann.get("segmentations"), video, where)
+        size = [video.height, video.width]
         for frame, segm in enumerate(segmentations):
-            if segm is not None:
-                frame_rles.append(_gt_frame_rle(segm, video, f"{where} frame {frame}"))
-                frame_wheres.append((where, frame))
+            if segm is None:
+                continue
+            if not (type(segm) is dict and segm.get("size") == size and "counts" in segm):  # else a fast path
+                segm = _gt_frame_rle(segm, video, f"{where} frame {frame}")
+            frame_rles.append(segm)
+            frame_wheres.append((where, frame))
         listed = ann.get("areas")
         if listed is not None and not (
             isinstance(listed, list)
@@ -224,8 +228,9 @@ def _parse_results(results: list[dict[str, Any]], videos: dict[int, _Video], cat
         if entry["category_id"] not in categories:
             raise YTVISFormatError(f"{where}: unknown category {entry['category_id']}")
         rles = _check_frames(entry["segmentations"], video, where)
+        size = [video.height, video.width]
         for frame, rle in enumerate(rles):
-            if rle is not None:
+            if rle is not None and not (type(rle) is dict and rle.get("size") == size):  # else a fast path
                 _check_size(rle, video, f"{where} frame {frame}")
         keys.append((entry["video_id"], entry["category_id"]))
         shapes.append(TrackShape(video.height, video.width, np.array([rle is not None for rle in rles])))
@@ -303,6 +308,25 @@ def _match(ious: np.ndarray, dts: list[_Instance], gts: list[_Instance]) -> list
     ]
 
 
+def _unmatched(dts: list[_Instance], gts: list[_Instance]) -> list[_GroupResult]:
+    """What :func:`_match` gives when one side is empty: nothing matched, predictions
+    outside a bucket ignored, the ground truth inside it counted."""
+    scores = np.array([dt.score for dt in dts], dtype=np.float64)  # [D]
+    dt_outside = _outside(np.array([dt.mean_area for dt in dts], dtype=np.float64))  # [A, D]
+    gt_area = np.array([g.mean_area for g in gts], dtype=np.float64)  # [G]
+    gt_counted = ~(np.array([g.is_crowd for g in gts], dtype=bool) | _outside(gt_area))  # [A, G]
+    shape = (len(IOU_THRESHOLDS), len(dts))
+    return [
+        _GroupResult(
+            scores=scores,
+            matched=np.zeros(shape, dtype=bool),
+            dt_ignored=np.broadcast_to(dt_outside[a], shape),
+            num_gt=int(gt_counted[a].sum()),
+        )
+        for a in range(len(AREA_RANGES))
+    ]
+
+
 def _precision_recall(groups: list[_GroupResult], max_det: int) -> tuple[np.ndarray, np.ndarray] | None:
     """[T, R] interpolated precision and [T] recall over groups, None without ground truth."""
     num_gt = sum(g.num_gt for g in groups)
@@ -339,8 +363,8 @@ def _match_all(
         g, d = gts.get(key, []), dts.get(key, [])
         order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]
         d = [d[i] for i in order]
-        ious = _spatio_temporal_iou(d, g)
-        for a, result in enumerate(_match(ious, d, g)):
+        results = _match(_spatio_temporal_iou(d, g), d, g) if g and d else _unmatched(d, g)
+        for a, result in enumerate(results):
             grouped[key[1]][a].append(result)
     return grouped
 

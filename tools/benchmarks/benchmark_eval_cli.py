@@ -10,7 +10,9 @@ to a temporary folder, then scores it alternately with this project's
 ``../shared/official_baseline/eval_cli.py``. Each run is a fresh process, as a user runs
 it; its wall time, CPU time (user + system: steadier than wall on a loaded machine) and
 peak RSS come from ``os.wait4``. Prints a markdown table of medians
-and checks that both report the same AP.
+and checks that both report the same AP. The case is written by a child process, so
+that this process stays small: Linux reports a child's peak RSS as at least the
+parent's RSS at the fork.
 """
 
 from __future__ import annotations
@@ -62,6 +64,16 @@ def run_process(command: list[str], env: dict[str, str], ap_pattern: str) -> Run
     return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, float(match.group(1)))
 
 
+def write_case(args: argparse.Namespace, folder: Path) -> None:
+    gt, results = synthetic_case(
+        args.videos, args.classes, args.frames, args.predictions, args.seed, sizes=((360, 640),)
+    )
+    (folder / "gt.json").write_text(json.dumps(gt))
+    (folder / "results.json").write_text(json.dumps(results))
+    sizes = {"tracks": len(gt["annotations"]), "predictions": len(results)}
+    (folder / "case.json").write_text(json.dumps(sizes))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=300)
@@ -70,16 +82,18 @@ def main() -> None:
     parser.add_argument("--predictions", type=int, default=840)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-case", type=Path, help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args()
 
-    gt, results = synthetic_case(
-        args.videos, args.classes, args.frames, args.predictions, args.seed, sizes=((360, 640),)
-    )
+    case_args = [f"--{k}={getattr(args, k)}" for k in ("videos", "classes", "frames", "predictions", "seed")]
+    if args.write_case is not None:
+        write_case(args, args.write_case)
+        return
     official_py, official_path = os.environ.get("OFFICIAL_PY"), os.environ.get("OFFICIAL_EVAL_PATH")
     with tempfile.TemporaryDirectory() as tmp:
         gt_path, results_path = Path(tmp) / "gt.json", Path(tmp) / "results.json"
-        gt_path.write_text(json.dumps(gt))
-        results_path.write_text(json.dumps(results))
+        subprocess.run([sys.executable, __file__, *case_args, f"--write-case={tmp}"], check=True)
+        case = json.loads((Path(tmp) / "case.json").read_text())
         commands = {
             "this project (tools/eval/eval_results.py)": (
                 [sys.executable, str(REPO / "tools/eval/eval_results.py"), "--gt", str(gt_path),
@@ -101,8 +115,8 @@ def main() -> None:
 
     print(
         f"Machine: {cpu_name()}, {os.cpu_count()} CPUs. Case: {args.videos} videos x {args.frames} "
-        f"frames at 360x640, {args.classes} classes, {len(gt['annotations'])} ground-truth tracks, "
-        f"{len(results)} predictions. Median of {args.repeats} alternating whole-process runs.\n"
+        f"frames at 360x640, {args.classes} classes, {case['tracks']} ground-truth tracks, "
+        f"{case['predictions']} predictions. Median of {args.repeats} alternating whole-process runs.\n"
     )
     print("| evaluator | wall (s) | CPU (s) | peak RSS (MB) | AP |")
     print("|---|---:|---:|---:|---:|")
