@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from minvis.ytvis_format import RLE, DecodedRuns, decode_rles
+from minvis.ytvis_format import RLE, DecodedRuns, decode_rles, split_by_lengths
 
 MAX_RLE_PIXELS = 2**32 - 1  # pycocotools' uint pixel counts
 _BATCH_FRAMES = 1024  # frames decoded and laid out per numpy pass (bounded temporaries)
@@ -142,7 +142,7 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     flat[position + 1] = end - start
     chunk_ends = np.cumsum(2 * intervals_per_chunk + 1)  # [C]
     flat[chunk_ends - 1] = chunk_pixels - last_end
-    chunk_runs = np.split(flat.astype(np.uint32), chunk_ends[:-1]) if total_chunks else []
+    chunk_runs = split_by_lengths(flat.astype(np.uint32), 2 * intervals_per_chunk + 1)
 
     chunks = _compress(
         [
@@ -153,17 +153,13 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     first_frame = np.cumsum(num_frames) - num_frames  # [K] in the tracks' frames laid end to end
     areas = np.zeros(int(num_frames.sum()), dtype=np.int64)
     areas[first_frame[rle_track] + rle_frame] = frame_area
-    frame_areas = np.split(areas, np.cumsum(num_frames)[:-1])
     chunk_first_frame = first_frame[chunk_track] + chunk_index * per_chunk[chunk_track]  # [C]
     area_before = np.concatenate(([0], np.cumsum(areas)))  # [sum T + 1]
     chunk_areas = area_before[chunk_first_frame + chunk_frames] - area_before[chunk_first_frame]  # [C]
+    chunk_ranges = np.stack([first_chunk, first_chunk + num_chunks], axis=1).tolist()  # [K, 2]
     return [
-        TrackMasks(
-            chunks=chunks[first_chunk[t] : first_chunk[t] + num_chunks[t]],
-            chunk_areas=chunk_areas[first_chunk[t] : first_chunk[t] + num_chunks[t]],
-            frame_areas=frame_areas[t],
-        )
-        for t in range(len(shapes))
+        TrackMasks(chunks=chunks[a:b], chunk_areas=chunk_areas[a:b], frame_areas=frame_areas)
+        for (a, b), frame_areas in zip(chunk_ranges, split_by_lengths(areas, num_frames), strict=True)
     ]
 
 

@@ -25,6 +25,7 @@ from .rle import (
     decode_counts_string,
     decode_rles,
     encode_masks,
+    split_by_lengths,
     validate_rle,
     validate_rles,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "parse_json",
     "read_annotations_json",
     "read_results",
+    "split_by_lengths",
     "submission_masks",
     "read_json",
     "validate_result_entry",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import parse_json
+from .rle import split_by_lengths
 
 _COUNTS_LIST = re.compile(rb'"counts"\s*:\s*\[')
 _MARKER_JSON = b'"\\u0000"'  # in place of each list: the string "\x00", which no RLE holds
@@ -26,7 +27,7 @@ _MARKER = "\x00"
 _MAX_RUN = 2**32 - 1
 _BATCH_BYTES = 1 << 22  # list text parsed per numpy pass (~20 MB of temporaries)
 _LIST_CHARACTERS = b"0123456789, \t\n\r"  # all a list of non-negative integers may hold
-_ZERO, _COMMA = ord("0"), ord(",")
+_ZERO = ord("0")
 
 
 class _NeedsStandardParser(Exception):
@@ -89,15 +90,15 @@ def _parse_integer_lists(data: bytes, starts: list[int], ends: list[int]) -> lis
         while last < len(starts) and (last == first or size < _BATCH_BYTES):
             size += ends[last] - starts[last] + 1
             last += 1
-        text = b",".join(view[s:e] for s, e in zip(starts[first:last], ends[first:last], strict=True))
-        lengths = np.array(ends[first:last], dtype=np.int64) - starts[first:last]  # [L] bytes per list
-        arrays += _parse_batch(text, lengths)
+        spans = list(zip(starts[first:last], ends[first:last], strict=True))
+        numbers_per_list = [data.count(b",", s, e) + 1 for s, e in spans]  # if well formed
+        arrays += _parse_batch(b",".join(view[s:e] for s, e in spans), numbers_per_list)
         first = last
     return arrays
 
 
-def _parse_batch(text: bytes, lengths: np.ndarray) -> list[np.ndarray]:
-    """The integers of comma-separated lists joined by commas, ``lengths`` [L] bytes each."""
+def _parse_batch(text: bytes, numbers_per_list: list[int]) -> list[np.ndarray]:
+    """The integers of comma-separated lists joined by commas, split into lists of the given lengths."""
     if text.translate(None, _LIST_CHARACTERS):
         raise _NeedsStandardParser  # signs, fractions, exponents, ...
     try:
@@ -106,14 +107,11 @@ def _parse_batch(text: bytes, lengths: np.ndarray) -> list[np.ndarray]:
             values = np.fromstring(text, dtype=np.int64, sep=",")  # [M]
     except (ValueError, DeprecationWarning):
         raise _NeedsStandardParser from None  # an empty element, "1 2", ...
-    chars = np.frombuffer(text, dtype=np.uint8)  # [B]
-    commas = np.flatnonzero(chars == _COMMA)
-    if values.size != commas.size + 1 or values.max() > _MAX_RUN:  # a trailing comma; not a run
+    if values.size != sum(numbers_per_list) or values.max() > _MAX_RUN:  # a trailing comma; not a run
         raise _NeedsStandardParser
+    chars = np.frombuffer(text, dtype=np.uint8)  # [B]
     zeros = np.flatnonzero(chars[:-1] == _ZERO)  # a zero followed by a digit, after no digit: not JSON
     digit_before = (zeros > 0) & (chars[zeros - 1] - np.uint8(_ZERO) < 10)
     if (~digit_before & (chars[zeros + 1] - np.uint8(_ZERO) < 10)).any():
         raise _NeedsStandardParser
-    list_ends = np.cumsum(lengths + 1) - 1  # [L] the comma after each list (the end of the text for the last)
-    numbers_per_list = np.diff(np.searchsorted(commas, list_ends), prepend=-1)  # [L] commas in it + 1
-    return np.split(values.astype(np.uint32), np.cumsum(numbers_per_list)[:-1])
+    return split_by_lengths(values.astype(np.uint32), numbers_per_list)

@@ -182,6 +182,13 @@ class DecodedRuns:
     run_counts: np.ndarray  # [S] int64 runs per RLE
 
 
+def split_by_lengths(values: np.ndarray, lengths: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    """``values`` cut into consecutive pieces of ``lengths`` (``np.split`` without its
+    per-piece overhead)."""
+    bounds = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))).tolist()
+    return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
+
+
 def _runs_in_chunks(
     rles: Sequence[object], where: Callable[[int], str], compressed_only: bool
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -229,7 +236,7 @@ def _checked_runs(rles: Sequence[Any], where: Callable[[int], str]) -> tuple[np.
     if compressed:
         runs, per_string = decode_counts([counts[i] for i in compressed], lambda k: where(compressed[k]))
     if len(compressed) < len(rles):  # uncompressed counts too: every RLE's runs in order
-        decoded = iter(np.split(runs, np.cumsum(per_string)[:-1]))
+        decoded = iter(split_by_lengths(runs, per_string))
         pieces = [
             next(decoded) if isinstance(c, str) else _given_runs(c, lambda i=i: where(i))
             for i, c in enumerate(counts)
