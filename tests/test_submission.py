@@ -157,6 +157,20 @@ def test_counts_strings_decode_to_the_masks_runs() -> None:
         assert decode_counts_string(rle["counts"], "x").tolist() == column_major_runs(mask)
 
 
+def test_bytes_and_non_ascii_counts() -> None:
+    """Bytes counts (pycocotools' own) decode like the same string; a non-ASCII
+    character is named, among ASCII strings."""
+    from minvis.ytvis_format import decode_counts
+
+    rles = encode_masks(random_masks(3, seed=3))
+    strings = [r["counts"] for r in rles]
+    as_str = decode_counts(strings, str)
+    mixed = decode_counts([strings[0].encode(), *strings[1:]], str)
+    assert all(np.array_equal(a, b) for a, b in zip(as_str, mixed, strict=True))
+    with pytest.raises(YTVISFormatError, match="^mask 1: RLE counts string has a non-ASCII character"):
+        decode_counts([strings[0], strings[1] + "é", strings[2]], lambda i: f"mask {i}")
+
+
 def _corrupt(counts: str, how: str) -> str:
     if how == "truncated":  # ends inside a value
         return counts[:-1] + chr(ord("0") + 0x20)

@@ -75,12 +75,17 @@ def decode_counts(
     naming ``where(s)`` for the first bad string ``s``: a character outside the alphabet,
     an empty string, one that ends inside a value, or a value too long to be a run.
     """
-    encoded = [_ascii(counts, where, s) for s, counts in enumerate(strings)]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # [S] characters
+    try:  # the usual case: ASCII str, one character per byte
+        joined = "".join(strings).encode("ascii")  # type: ignore[arg-type]
+        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))  # [S] characters
+    except (TypeError, UnicodeEncodeError):  # bytes among them, or a string to report
+        encoded = [_ascii(counts, where, s) for s, counts in enumerate(strings)]
+        joined = b"".join(encoded)
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     if lengths.size and lengths.min() == 0:
         raise YTVISFormatError(f"{where(int(lengths.argmin()))}: RLE counts string is empty")
     string_ends = np.cumsum(lengths)  # [S]
-    chars = np.frombuffer(b"".join(encoded), dtype=np.uint8) - np.uint8(_FIRST_CHAR)  # [C], wraps below '0'
+    chars = np.frombuffer(joined, dtype=np.uint8) - np.uint8(_FIRST_CHAR)  # [C], wraps below '0'
     bad = np.flatnonzero(chars >= _ALPHABET)
     if bad.size:
         s = _string_at(string_ends, bad[0])
@@ -146,6 +151,8 @@ def _is_size(size: object) -> bool:
 def _check_structure(rle: object, where: Callable[[], str], compressed_only: bool) -> None:
     """``rle`` is a dict with a valid ``size`` and ``counts`` of the allowed kinds
     (``where`` is called only to name a bad RLE)."""
+    if type(rle) is dict and type(rle.get("counts")) is str and _is_size(rle.get("size")):
+        return  # the usual compressed RLE
     if not isinstance(rle, dict):
         raise YTVISFormatError(f"{where()}: expected an RLE dict or null, got {type(rle).__name__}")
     if "size" not in rle or "counts" not in rle:
