@@ -97,7 +97,7 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     # run closes each RLE with an odd number of runs, so runs pair up (background, foreground).
     counts = decoded.run_counts  # [S]
     odd_count = np.flatnonzero(counts & 1)
-    runs = np.insert(decoded.runs.astype(np.int64), np.cumsum(counts)[odd_count], 0)  # [2P]
+    runs = np.insert(decoded.runs, np.cumsum(counts)[odd_count], 0)  # [2P]
     pairs_per_rle = (counts + 1) // 2  # [S]
     pair_rle = np.repeat(np.arange(counts.size), pairs_per_rle)  # [P]
     first_pair = np.cumsum(pairs_per_rle) - pairs_per_rle  # [S]

@@ -151,8 +151,10 @@ def _is_size(size: object) -> bool:
 def _check_structure(rle: object, where: Callable[[], str], compressed_only: bool) -> None:
     """``rle`` is a dict with a valid ``size`` and ``counts`` of the allowed kinds
     (``where`` is called only to name a bad RLE)."""
-    if type(rle) is dict and type(rle.get("counts")) is str and _is_size(rle.get("size")):
-        return  # the usual compressed RLE
+    if type(rle) is dict and _is_size(rle.get("size")):  # the usual RLEs, quickly
+        counts = rle.get("counts")
+        if type(counts) is str or (not compressed_only and _is_int_array(counts) and counts.size):
+            return
     if not isinstance(rle, dict):
         raise YTVISFormatError(f"{where()}: expected an RLE dict or null, got {type(rle).__name__}")
     if "size" not in rle or "counts" not in rle:
@@ -185,7 +187,7 @@ def _given_runs(counts: list[int] | np.ndarray, where: Callable[[], str]) -> np.
 class DecodedRuns:
     """The runs of S RLEs, concatenated in order."""
 
-    runs: np.ndarray  # [N] uint32, each RLE's runs (background first)
+    runs: np.ndarray  # [N] int64, each RLE's runs (background first)
     run_counts: np.ndarray  # [S] int64 runs per RLE
 
 
@@ -226,11 +228,9 @@ def decode_rles(
     rles: Sequence[object], where: Callable[[int], str], *, compressed_only: bool = True
 ) -> DecodedRuns:
     """Check RLE dicts as :func:`validate_rles` does and return their runs."""
-    chunks = [
-        (runs.astype(np.uint32), per_rle) for runs, per_rle in _runs_in_chunks(rles, where, compressed_only)
-    ]
+    chunks = list(_runs_in_chunks(rles, where, compressed_only))
     if not chunks:
-        return DecodedRuns(np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64))
+        return DecodedRuns(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     return DecodedRuns(np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]))
 
 
