@@ -220,3 +220,26 @@ def test_batched_validation_names_the_bad_rle_among_many() -> None:
         corrupt[bad]["counts"] = corrupt[bad]["counts"] + "1"  # one run too many
         with pytest.raises(YTVISFormatError, match=rf"^mask {bad}: RLE runs add up to"):
             validate_rles(corrupt, lambda i: f"mask {i}")
+
+
+@pytest.mark.parametrize(
+    "counts, valid",
+    [
+        (np.array([3, 3], dtype=np.uint8), True),
+        (np.array([6], dtype=np.int32), True),
+        (np.array([0, 6], dtype=np.uint32), True),
+        (np.array([2**64 - 1, 7], dtype=np.uint64), False),  # wraps negative in int64: still refused
+        (np.array([2**40, 0], dtype=np.int64), False),
+        (np.array([-1, 7], dtype=np.int64), False),
+        (np.array([2, 3], dtype=np.int64), False),  # 5 pixels, not 6
+    ],
+)
+def test_uncompressed_array_counts(counts: np.ndarray, valid: bool) -> None:
+    from minvis.ytvis_format import validate_rles
+
+    rles = [{"size": [2, 3], "counts": [6]}, {"size": [2, 3], "counts": counts}]  # mixed with a list
+    if valid:
+        validate_rles(rles, str, compressed_only=False)
+    else:
+        with pytest.raises(YTVISFormatError, match="^1: RLE"):
+            validate_rles(rles, str, compressed_only=False)

@@ -148,13 +148,17 @@ def _is_size(size: object) -> bool:
     )
 
 
+def _is_usual(rle: object, compressed_only: bool) -> bool:
+    """A quick yes for the common well-formed RLEs (:func:`_check_structure` decides the rest)."""
+    if type(rle) is not dict or not _is_size(rle.get("size")):
+        return False
+    counts = rle.get("counts")
+    return type(counts) is str or (not compressed_only and _is_int_array(counts) and counts.size > 0)
+
+
 def _check_structure(rle: object, where: Callable[[], str], compressed_only: bool) -> None:
     """``rle`` is a dict with a valid ``size`` and ``counts`` of the allowed kinds
     (``where`` is called only to name a bad RLE)."""
-    if type(rle) is dict and _is_size(rle.get("size")):  # the usual RLEs, quickly
-        counts = rle.get("counts")
-        if type(counts) is str or (not compressed_only and _is_int_array(counts) and counts.size):
-            return
     if not isinstance(rle, dict):
         raise YTVISFormatError(f"{where()}: expected an RLE dict or null, got {type(rle).__name__}")
     if "size" not in rle or "counts" not in rle:
@@ -177,10 +181,12 @@ def _check_structure(rle: object, where: Callable[[], str], compressed_only: boo
 
 
 def _given_runs(counts: list[int] | np.ndarray, where: Callable[[], str]) -> np.ndarray:
-    """[m] int64 runs of uncompressed counts (already checked to be integers)."""
-    if isinstance(counts, list) and (max(counts) > _MAX_RUN or min(counts) < 0):  # before int64
+    """[m] integer runs of uncompressed counts (already checked to be integers)."""
+    if isinstance(counts, np.ndarray):
+        return counts
+    if max(counts) > _MAX_RUN or min(counts) < 0:  # before int64
         raise YTVISFormatError(f"{where()}: RLE counts hold a negative or oversized run")
-    return np.asarray(counts, dtype=np.int64)  # uint64 beyond int64 wraps negative: reported below
+    return np.array(counts, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -203,7 +209,8 @@ def _runs_in_chunks(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Check every RLE; yield (runs [N] int64, runs per RLE [S]) ``_CHUNK`` RLEs at a time."""
     for i, rle in enumerate(rles):
-        _check_structure(rle, lambda i=i: where(i), compressed_only)
+        if not _is_usual(rle, compressed_only):
+            _check_structure(rle, lambda i=i: where(i), compressed_only)
     for first in range(0, len(rles), _CHUNK):
         yield _checked_runs(rles[first : first + _CHUNK], lambda i, first=first: where(first + i))
 
@@ -248,7 +255,9 @@ def _checked_runs(rles: Sequence[Any], where: Callable[[int], str]) -> tuple[np.
             next(decoded) if isinstance(c, str) else _given_runs(c, lambda i=i: where(i))
             for i, c in enumerate(counts)
         ]
-        runs, per_string = np.concatenate(pieces), np.array([p.size for p in pieces], dtype=np.int64)
+        # uint64 beyond int64 wraps negative: reported below
+        runs = np.concatenate(pieces, dtype=np.int64, casting="unsafe")
+        per_string = np.array([p.size for p in pieces], dtype=np.int64)
     offsets = np.concatenate(([0], np.cumsum(per_string)))  # [S + 1]
     bad = np.flatnonzero((runs < 0) | (runs > _MAX_RUN))
     if bad.size:
