@@ -115,15 +115,22 @@ def decode_counts(
 
 
 def _undo_deltas(values: np.ndarray, per_string: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """[N] runs from ``values`` [N]: ``runs[i] = values[i] + runs[i - 2]`` for i > 2 within each string."""
-    chained = np.empty_like(values)  # the recurrence over the whole array, without string restarts
-    chained[0::2] = np.cumsum(values[0::2])
-    chained[1::2] = np.cumsum(values[1::2])
-    start = np.repeat(first, per_string)  # [N] index of the value's string's first value
-    # each string's chains restart after its value 1 (odd offsets) and value 2 (even offsets)
-    restart = start + 2 - ((np.arange(values.size) - start) & 1)  # [N] (+2: the padding below)
-    runs = chained - np.concatenate(([0, 0], chained))[restart]
-    runs[first] = values[first]  # the first value is a run itself
+    """[N] runs from ``values`` [N]: ``runs[i] = values[i] + runs[i - 2]`` for i > 2 within each string.
+
+    Within a string the runs at offsets 1, 3, 5, ... are a cumulative sum of their values,
+    and so are those at 2, 4, 6, ...; offset 0 stands alone. Each of these chains lies in
+    one of the two interleaved halves of the array, so each half is one cumulative sum
+    once the value at each chain head has the previous chain's total taken off."""
+    runs = np.empty_like(values)
+    heads = np.concatenate([first, (first + 1)[per_string > 1], (first + 2)[per_string > 2]])  # chain starts
+    for parity in (0, 1):
+        half = values[parity::2]  # [~N/2] view; its first element is always a chain head
+        half_heads = np.sort(heads[heads % 2 == parity] // 2)
+        total = np.cumsum(half)
+        before = np.concatenate(([0], total[half_heads[1:] - 1]))  # sum of all values before each head
+        adjusted = half.copy()
+        adjusted[half_heads] -= np.diff(before, prepend=0)  # the previous chain's total
+        runs[parity::2] = np.cumsum(adjusted)
     return runs
 
 
