@@ -102,9 +102,13 @@ class _GroupResult:
     num_gt: int  # non-ignored ground truth
 
 
-def _mean_nonzero(areas: list[float | None]) -> float:
-    kept = [a for a in areas if a]
-    return float(np.array(kept, dtype=np.float64).mean()) if kept else 0.0
+def _mean_nonzero(areas: list[float | None] | np.ndarray) -> float:
+    """Mean of the non-empty (non-zero, non-null) frames' areas; 0 if there is none."""
+    if isinstance(areas, np.ndarray):  # pixel counts: integer sums, exact in any order
+        kept = areas[areas > 0]
+        return float(kept.mean()) if kept.size else 0.0
+    listed = [a for a in areas if a]
+    return float(np.array(listed, dtype=np.float64).mean()) if listed else 0.0
 
 
 def _parse_videos(gt: dict[str, Any]) -> dict[int, _Video]:
@@ -427,13 +431,13 @@ def _instances(
     for key, masks, listed, crowd in zip(
         ground_truth.tracks.keys, gt_masks, ground_truth.listed_areas, ground_truth.is_crowd, strict=True
     ):
-        areas = masks.frame_areas.tolist() if listed is None else listed
+        areas = masks.frame_areas if listed is None else listed
         gts[key].append(_Instance(masks=masks, mean_area=_mean_nonzero(areas), is_crowd=crowd))
     dts: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
     for key, masks, entry in zip(predictions.keys, dt_masks, results, strict=True):
         score = float(entry["score"])
         dts[key].append(
-            _Instance(masks=masks, mean_area=_mean_nonzero(masks.frame_areas.tolist()), score=score)
+            _Instance(masks=masks, mean_area=_mean_nonzero(masks.frame_areas), score=score)
         )
     return category_ids, gts, dts
 

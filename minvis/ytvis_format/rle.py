@@ -104,8 +104,7 @@ def decode_counts(
     if value_lengths.size and value_lengths.max() > _MAX_CHARS_PER_VALUE:
         s = _string_at(string_ends, value_ends[value_lengths.argmax()])
         raise YTVISFormatError(f"{where(s)}: RLE counts string holds a run too long for any mask")
-    top = chars[value_ends].astype(np.int64)  # [N] most significant digit; bit 0x10 its sign
-    values = top - ((top & _SIGN) << 1)
+    values = (chars[value_ends] ^ np.uint8(_SIGN)).astype(np.int64) - _SIGN  # [N] top digit, sign-extended
     for k in range(1, int(value_lengths.max(initial=0))):  # Horner, towards the least significant
         longer = np.flatnonzero(value_lengths > k)
         values[longer] = (values[longer] << _BITS) + (chars[value_ends[longer] - k] & (_MORE - 1))
