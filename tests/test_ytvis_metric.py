@@ -66,6 +66,20 @@ def test_fixture_parity() -> None:
     assert set(metrics.per_category_ap) == {c["id"] for c in gt["categories"]}
 
 
+@pytest.mark.parametrize("max_pixels", [1, 3 * 180 * 320])  # one frame per chunk; three
+def test_fixture_parity_with_tracks_in_chunks(max_pixels: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracks cut into several pycocotools RLEs (as beyond 2**32 pixels) score the same."""
+    from minvis.evaluation import track_masks
+
+    gt = json.loads((FIXTURES / "evalcase_s0.gt.json").read_text())
+    results = json.loads((FIXTURES / "evalcase_s0.results.json").read_text())
+    expected = json.loads((FIXTURES / "evalcase_s0.expected.json").read_text())["stats"]
+    monkeypatch.setattr(track_masks, "MAX_RLE_PIXELS", max_pixels)
+    metrics = evaluate_ytvis(gt, results)
+    for name in STAT_NAMES:
+        assert metrics.stats[name] == pytest.approx(expected[name], abs=1e-9), name
+
+
 def test_perfect_prediction() -> None:
     masks = tracks((0, 5, 0, 5), (1, 6, 1, 6), None)
     stats = evaluate_ytvis(make_gt([(masks, 1, 0)]), [pred(masks, 0.9)]).stats
