@@ -15,9 +15,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 TOLERANCES = {torch.float32: (1e-5, 1e-5), torch.float64: (1e-10, 1e-10)}
 
 
-def _level_metadata(
-    shapes: list[tuple[int, int]], device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _level_metadata(shapes: list[tuple[int, int]], device: str) -> tuple[torch.Tensor, torch.Tensor]:
     spatial_shapes = torch.tensor(shapes, dtype=torch.long, device=device)  # [L, 2]
     starts = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
     return spatial_shapes, starts
@@ -33,12 +31,11 @@ def _random_inputs(
     total = sum(h * w for h, w in shapes)
     value = torch.randn(batch, total, heads, head_dim, generator=generator, dtype=dtype)
     # Some locations fall outside [0, 1] to exercise the zero padding.
-    locations = torch.rand(
-        batch, queries, heads, len(shapes), points, 2, generator=generator, dtype=dtype
-    ) * 1.3 - 0.15
-    weights = torch.rand(
-        batch, queries, heads, len(shapes), points, generator=generator, dtype=dtype
+    locations = (
+        torch.rand(batch, queries, heads, len(shapes), points, 2, generator=generator, dtype=dtype) * 1.3
+        - 0.15
     )
+    weights = torch.rand(batch, queries, heads, len(shapes), points, generator=generator, dtype=dtype)
     weights = weights / weights.sum((-2, -1), keepdim=True)
     return (
         value.to(device),
@@ -154,3 +151,31 @@ def test_layer_same_output_with_both_implementations(device: str) -> None:
             outputs[impl] = layer(src, reference_points, src, spatial_shapes, starts, padding_mask)
     assert outputs["pytorch"].shape == (2, total, 32)
     torch.testing.assert_close(outputs["compiled"], outputs["pytorch"], rtol=1e-5, atol=1e-5)
+
+
+def test_layer_equals_the_paper_formula() -> None:
+    """Locations = reference + offset / (W_l, H_l), weights = softmax over levels x points,
+    as written out here; the layer folds the division into its projection."""
+    torch.manual_seed(1)
+    shapes = [(8, 10), (4, 5)]
+    spatial_shapes, starts = _level_metadata(shapes, "cpu")
+    layer = MSDeformAttn(d_model=32, n_levels=2, n_heads=4, n_points=3)
+    with torch.no_grad():
+        layer.sampling_offsets.weight.normal_(std=0.5)
+        layer.attention_weights.weight.normal_(std=0.5)
+        layer.attention_weights.bias[::5] = 200.0  # exp(200) overflows float32: needs a stable softmax
+    total = sum(h * w for h, w in shapes)
+    src = torch.randn(2, total, 32, requires_grad=True)
+    reference = torch.rand(2, total, 2, 2)
+
+    offsets = layer.sampling_offsets(src).view(2, total, 4, 2, 3, 2)
+    sizes = spatial_shapes.flip(-1).float()  # (W_l, H_l)
+    locations = reference[:, :, None, :, None, :] + offsets / sizes[None, None, None, :, None, :]
+    weights = torch.softmax(layer.attention_weights(src).view(2, total, 4, 6), -1).view(2, total, 4, 2, 3)
+    value = layer.value_proj(src).view(2, total, 4, 8)
+    expected = layer.output_proj(ms_deform_attn(value, spatial_shapes, starts, locations, weights))
+    expected_grad = torch.autograd.grad(expected.sum(), src)[0]
+
+    got = layer(src, reference, src, spatial_shapes, starts)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), src)[0], expected_grad, rtol=1e-4, atol=1e-5)

@@ -10,6 +10,15 @@ from torch import nn
 from .ms_deform_attn_op import ms_deform_attn
 
 
+def _softmax_last(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension; on CPU about 6x faster than ``F.softmax`` for the
+    short (levels x points) rows here, which it does not vectorise."""
+    if x.device.type != "cpu":
+        return F.softmax(x, -1)
+    exp = (x - x.amax(-1, keepdim=True)).exp()
+    return exp / exp.sum(-1, keepdim=True)
+
+
 class MSDeformAttn(nn.Module):
     """Each query attends to ``n_points`` learned offsets around its reference point on
     each of ``n_levels`` feature maps, per head, with softmax weights over levels x points.
@@ -60,6 +69,23 @@ class MSDeformAttn(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
+    def _sampling_locations(
+        self, query: torch.Tensor, reference_points: torch.Tensor, spatial_shapes: torch.Tensor
+    ) -> torch.Tensor:
+        """[N * Q, M * L * P * 2] reference point + offset / (W_l, H_l), from ``query`` [N * Q, C].
+
+        The offsets are in pixels of each level; the division by the level's size is
+        folded into the projection and the reference points enter as the matmul's
+        addend, so the [N, Q, M, L, P, 2] tensor is written once instead of three times.
+        """
+        level_sizes = spatial_shapes.flip(-1).to(query.dtype)  # [L, 2], (W_l, H_l)
+        scale = (1.0 / level_sizes)[None, :, None, :].expand(self.n_heads, -1, self.n_points, -1).reshape(-1)
+        reference = reference_points[:, :, None, :, None, :].expand(
+            -1, -1, self.n_heads, -1, self.n_points, -1
+        )  # [N, Q, M, L, P, 2]
+        addend = reference.reshape(query.shape[0], -1) + self.sampling_offsets.bias * scale
+        return torch.addmm(addend, query, (self.sampling_offsets.weight * scale[:, None]).t())
+
     def forward(
         self,
         query: torch.Tensor,
@@ -85,9 +111,7 @@ class MSDeformAttn(nn.Module):
         batch, num_queries, _ = query.shape
         num_inputs = input_flatten.shape[1]
         if reference_points.shape[-1] != 2:
-            raise ValueError(
-                f"MSDeformAttn: reference points must be (x, y), got {reference_points.shape}"
-            )
+            raise ValueError(f"MSDeformAttn: reference points must be (x, y), got {reference_points.shape}")
 
         value = self.value_proj(input_flatten)  # [N, S, C]
         if input_padding_mask is not None:
@@ -97,22 +121,12 @@ class MSDeformAttn(nn.Module):
         # Sampling locations and weights in float32 even under autocast: a bfloat16
         # location would be off by up to a quarter pixel on an 80-pixel-wide level.
         with torch.autocast(device_type=query.device.type, enabled=False):
-            query = query.float()
-            offsets = self.sampling_offsets(query).view(
-                batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2
-            )
-            weights = self.attention_weights(query).view(
-                batch, num_queries, self.n_heads, self.n_levels * self.n_points
-            )
-        weights = F.softmax(weights, -1).view(
-            batch, num_queries, self.n_heads, self.n_levels, self.n_points
-        )
-        # Offsets are in pixels of each level: normalise by (W_l, H_l).
-        level_sizes = input_spatial_shapes.flip(-1)  # [L, 2], (W_l, H_l)
-        locations = (
-            reference_points[:, :, None, :, None, :]
-            + offsets / level_sizes[None, None, None, :, None, :]
-        )  # [N, Q, M, L, P, 2]
+            query = query.float().reshape(batch * num_queries, self.d_model)
+            locations = self._sampling_locations(query, reference_points, input_spatial_shapes)
+            weights = self.attention_weights(query)  # [N * Q, M * L * P]
+        weights = _softmax_last(weights.view(batch, num_queries, self.n_heads, self.n_levels * self.n_points))
+        weights = weights.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        locations = locations.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
         output = ms_deform_attn(
             value.float(),
             input_spatial_shapes,
