@@ -24,6 +24,15 @@ from .registry import TRANSFORMER_DECODER_REGISTRY
 MASK_ATTENTION_PROB_THRESHOLD = 0.5
 
 
+def _pixel_matrix(mask_features: torch.Tensor) -> torch.Tensor:
+    """[N, C, H*W] view of ``mask_features`` [N, C, H, W]: plain for a contiguous tensor, the
+    transpose of its [N, H*W, C] rows for a channels-last one (no copy either way)."""
+    n, c, h, w = mask_features.shape
+    if mask_features.is_contiguous():
+        return mask_features.view(n, c, h * w)
+    return mask_features.permute(0, 2, 3, 1).reshape(n, h * w, c).transpose(1, 2)
+
+
 @TRANSFORMER_DECODER_REGISTRY.register()
 class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
     num_feature_levels = 3
@@ -147,9 +156,8 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, num_images, 1)  # [Q, N, C]
         queries = self.query_feat.weight.unsqueeze(1).repeat(1, num_images, 1)
 
-        # Read 10 times below as [N, C, H*W]: make it so once (it may come channels-last).
-        mask_features = mask_features.contiguous()
-        logits, masks, attn_mask = self._predict(queries, mask_features, sizes[0])
+        pixels = _pixel_matrix(mask_features)  # [N, C, H*W], read by every mask prediction
+        logits, masks, attn_mask = self._predict(queries, pixels, mask_features.shape[-2:], sizes[0])
         aux_outputs = []
         for i in range(self.num_layers):
             if self.training:
@@ -164,7 +172,7 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
             queries = self.transformer_ffn_layers[i](queries)
             # The last layer's prediction needs no attention mask for a next layer.
             next_size = sizes[(i + 1) % self.num_feature_levels] if i + 1 < self.num_layers else None
-            logits, masks, attn_mask = self._predict(queries, mask_features, next_size)
+            logits, masks, attn_mask = self._predict(queries, pixels, mask_features.shape[-2:], next_size)
 
         return {
             "pred_logits": logits,
@@ -174,14 +182,16 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         }
 
     def _predict(
-        self, queries: torch.Tensor, mask_features: torch.Tensor, attn_size: torch.Size | None
+        self, queries: torch.Tensor, pixels: torch.Tensor, mask_size: torch.Size, attn_size: torch.Size | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Class logits, mask logits and the next layer's attention mask (None without
-        ``attn_size``) from queries [Q, N, C]."""
+        ``attn_size``) from queries [Q, N, C] and the mask features as ``pixels`` [N, C, H*W]."""
         normed = self.decoder_norm(queries).transpose(0, 1)  # [N, Q, C]
         class_logits = self.class_embed(normed)  # [N, Q, K+1]
         mask_embed = self.mask_embed(normed)  # [N, Q, mask_dim]
-        mask_logits = torch.einsum("nqc,nchw->nqhw", mask_embed, mask_features)  # [N, Q, H/4, W/4]
+        mask_logits = torch.matmul(mask_embed, pixels).view(
+            *mask_embed.shape[:2], *mask_size
+        )  # [N, Q, H/4, W/4]
         if attn_size is None:
             return class_logits, mask_logits, None
 
