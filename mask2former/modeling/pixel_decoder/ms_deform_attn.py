@@ -75,16 +75,18 @@ class MSDeformAttn(nn.Module):
         """[N * Q, M * L * P * 2] reference point + offset / (W_l, H_l), from ``query`` [N * Q, C].
 
         The offsets are in pixels of each level; the division by the level's size is
-        folded into the projection and the reference points enter as the matmul's
-        addend, so the [N, Q, M, L, P, 2] tensor is written once instead of three times.
+        folded into the projection and the reference points are written into the output
+        before the matmul adds to it, so the [N, Q, M, L, P, 2] tensor is written twice
+        instead of four times.
         """
         level_sizes = spatial_shapes.flip(-1).to(query.dtype)  # [L, 2], (W_l, H_l)
         scale = (1.0 / level_sizes)[None, :, None, :].expand(self.n_heads, -1, self.n_points, -1).reshape(-1)
-        reference = reference_points[:, :, None, :, None, :].expand(
-            -1, -1, self.n_heads, -1, self.n_points, -1
-        )  # [N, Q, M, L, P, 2]
-        addend = reference.reshape(query.shape[0], -1) + self.sampling_offsets.bias * scale
-        return torch.addmm(addend, query, (self.sampling_offsets.weight * scale[:, None]).t())
+        locations = query.new_empty(query.shape[0], scale.numel())  # [N * Q, M * L * P * 2]
+        locations.view(*reference_points.shape[:2], self.n_heads, self.n_levels, self.n_points, 2).copy_(
+            reference_points[:, :, None, :, None, :]
+        )
+        locations.add_(self.sampling_offsets.bias * scale)
+        return locations.addmm_(query, (self.sampling_offsets.weight * scale[:, None]).t())
 
     def forward(
         self,
