@@ -57,7 +57,7 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
             src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask
         )
         src = self.norm1(src + self.dropout1(attended))
-        hidden = self.dropout2(F.relu(self.linear1(src)))  # [N, S, d_ffn]
+        hidden = self.dropout2(F.relu_(self.linear1(src)))  # [N, S, d_ffn], in place: a fresh tensor
         return self.norm2(src + self.dropout3(self.linear2(hidden)))
 
 

@@ -197,6 +197,10 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
 
         resized = F.interpolate(mask_logits, size=attn_size, mode="bilinear", align_corners=False)
         blocked = resized.sigmoid().flatten(2) < MASK_ATTENTION_PROB_THRESHOLD  # [N, Q, HW]
+        if (
+            blocked.shape[0] == 1
+        ):  # one image: one [Q, HW] mask, which nn.MultiheadAttention shares by all heads
+            return class_logits, mask_logits, blocked[0].detach()
         # nn.MultiheadAttention wants one mask per (image, head): [N * heads, Q, HW].
         attn_mask = blocked.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
         return class_logits, mask_logits, attn_mask

@@ -58,7 +58,7 @@ class CrossAttentionLayer(nn.Module):
         pos: torch.Tensor | None = None,
         query_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        # tgt: [Q, N, C]; memory, pos: [HW, N, C]; memory_mask: [N * heads, Q, HW], True = blocked
+        # tgt: [Q, N, C]; memory, pos: [HW, N, C]; memory_mask: [N * heads, Q, HW] or [Q, HW], True = blocked
         x = self.norm(tgt) if self.normalize_before else tgt
         attended = self.multihead_attn(
             query=_add_pos(x, query_pos),
