@@ -366,9 +366,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
             fpn_inputs, self.lateral_convs, self.output_convs
         ):
             lateral = lateral_conv(features[name].float())  # [N, conv_dim, H_f, W_f]
-            upsampled = F.interpolate(
-                out[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False
-            )
+            # out[-1] may be a channels-last view of the encoder's output, which torch's CPU
+            # bilinear interpolation handles about 3x slower than a contiguous copy.
+            coarse = out[-1].contiguous() if out[-1].device.type == "cpu" else out[-1]
+            upsampled = F.interpolate(coarse, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             out.append(output_conv(lateral + upsampled))
 
         multi_scale_features = out[: self.maskformer_num_feature_levels]

@@ -24,13 +24,13 @@ from .registry import TRANSFORMER_DECODER_REGISTRY
 MASK_ATTENTION_PROB_THRESHOLD = 0.5
 
 
-def _pixel_matrix(mask_features: torch.Tensor) -> torch.Tensor:
-    """[N, C, H*W] view of ``mask_features`` [N, C, H, W]: plain for a contiguous tensor, the
-    transpose of its [N, H*W, C] rows for a channels-last one (no copy either way)."""
+def _pixel_rows(mask_features: torch.Tensor) -> torch.Tensor:
+    """[N, H*W, C] view of ``mask_features`` [N, C, H, W] (a transposed one unless it is
+    channels-last; no copy either way)."""
     n, c, h, w = mask_features.shape
     if mask_features.is_contiguous():
-        return mask_features.view(n, c, h * w)
-    return mask_features.permute(0, 2, 3, 1).reshape(n, h * w, c).transpose(1, 2)
+        return mask_features.view(n, c, h * w).transpose(1, 2)
+    return mask_features.permute(0, 2, 3, 1).reshape(n, h * w, c)
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -156,7 +156,7 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, num_images, 1)  # [Q, N, C]
         queries = self.query_feat.weight.unsqueeze(1).repeat(1, num_images, 1)
 
-        pixels = _pixel_matrix(mask_features)  # [N, C, H*W], read by every mask prediction
+        pixels = _pixel_rows(mask_features)  # [N, H*W, C], read by every mask prediction
         logits, masks, attn_mask = self._predict(queries, pixels, mask_features.shape[-2:], sizes[0])
         aux_outputs = []
         for i in range(self.num_layers):
@@ -185,13 +185,14 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         self, queries: torch.Tensor, pixels: torch.Tensor, mask_size: torch.Size, attn_size: torch.Size | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Class logits, mask logits and the next layer's attention mask (None without
-        ``attn_size``) from queries [Q, N, C] and the mask features as ``pixels`` [N, C, H*W]."""
+        ``attn_size``) from queries [Q, N, C] and the mask features as ``pixels`` [N, H*W, C]."""
         normed = self.decoder_norm(queries).transpose(0, 1)  # [N, Q, C]
         class_logits = self.class_embed(normed)  # [N, Q, K+1]
         mask_embed = self.mask_embed(normed)  # [N, Q, mask_dim]
-        mask_logits = torch.matmul(mask_embed, pixels).view(
-            *mask_embed.shape[:2], *mask_size
-        )  # [N, Q, H/4, W/4]
+        # [N, H*W, Q] viewed as [N, Q, H/4, W/4]: channels-last, which torch's CPU
+        # interpolation below reads several times faster than the contiguous layout.
+        mask_logits = torch.matmul(pixels, mask_embed.transpose(1, 2))
+        mask_logits = mask_logits.view(mask_embed.shape[0], *mask_size, -1).permute(0, 3, 1, 2)
         if attn_size is None:
             return class_logits, mask_logits, None
 
