@@ -121,6 +121,7 @@ def instrument(model: torch.nn.Module, timers: Timers) -> Callable[[], None]:
 def flops_per_frame(model: torch.nn.Module, height: int, width: int) -> dict[str, float]:
     """GFLOP (2 x multiply-accumulates) per frame of each row, fvcore plus hand counts."""
     from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import addmm_flop_jit
 
     divisor = model.size_divisibility
     padded = (-(-height // divisor) * divisor, -(-width // divisor) * divisor)
@@ -131,6 +132,7 @@ def flops_per_frame(model: torch.nn.Module, height: int, width: int) -> dict[str
         backbone = FlopCountAnalysis(model.backbone, image)
         head_count = FlopCountAnalysis(head, (features,))
         for count in (backbone, head_count):
+            count.set_op_handle("aten::addmm_", addmm_flop_jit)  # MSDeformAttn's sampling offsets
             count.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             count.tracer_warnings("none")
         by_module = head_count.by_module()
