@@ -106,8 +106,9 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     frame_area = np.add.reduceat(fg_length, first_pair) if first_pair.size else first_pair  # [S]
     foreground = np.flatnonzero(fg_length)  # [F] non-empty foreground runs
     fg_rle = pair_rle[foreground]  # [F]
-    foreground = foreground[needs_chunks[rle_track[fg_rle]]]  # [I] of the tracks with chunks
-    fg_rle = pair_rle[foreground]
+    if not needs_chunks.all():
+        foreground = foreground[needs_chunks[rle_track[fg_rle]]]  # [I] of the tracks with chunks
+        fg_rle = pair_rle[foreground]
     rle_base = (
         pair_end[first_pair] - runs[2 * first_pair + 1] - runs[2 * first_pair] - rle_offset
     )  # [S] chunk origin
@@ -136,13 +137,12 @@ def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> lis
     intervals_per_chunk = np.bincount(chunk_of, minlength=total_chunks)  # [C]
     last_end = np.zeros(total_chunks, dtype=np.int64)
     last_end[chunk_of] = end  # the last interval of each chunk wins
-    flat = np.empty(2 * start.size + total_chunks, dtype=np.int64)
-    position = 2 * np.arange(start.size) + chunk_of  # [M] where each gap goes
-    flat[position] = start - previous_end
-    flat[position + 1] = end - start
-    chunk_ends = np.cumsum(2 * intervals_per_chunk + 1)  # [C]
-    flat[chunk_ends - 1] = chunk_pixels - last_end
-    chunk_runs = split_by_lengths(flat.astype(np.uint32), 2 * intervals_per_chunk + 1)
+    pairs = np.empty((start.size, 2), dtype=np.uint32)  # (gap, length) of each interval
+    pairs[:, 0] = start - previous_end
+    pairs[:, 1] = end - start
+    chunk_pairs_end = np.cumsum(2 * intervals_per_chunk)  # [C] where each chunk's last gap goes
+    flat = np.insert(pairs.ravel(), chunk_pairs_end, (chunk_pixels - last_end).astype(np.uint32))
+    chunk_runs = split_by_lengths(flat, 2 * intervals_per_chunk + 1)
 
     chunks = _compress(
         [
