@@ -47,16 +47,20 @@ def run_tiny(script: Path, datasets: Path, *args: object) -> subprocess.Complete
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="session")
-def tiny_datasets(tmp_path_factory) -> Path:
-    """``$DETECTRON2_DATASETS`` holding ``synthetic_ytvis``: 8 train and 2 val videos of 8 frames."""
+def synthetic_datasets(root: Path, num_train: int, num_val: int) -> Path:
+    """``root`` as ``$DETECTRON2_DATASETS`` holding ``synthetic_ytvis`` (videos of 8 frames)."""
     from minvis.data.synthetic import SyntheticSpec, write_split
 
-    root = tmp_path_factory.mktemp("tiny_datasets")
     spec = SyntheticSpec(num_frames=8)
-    write_split(root / "synthetic_ytvis", "train", 8, spec, seed=0)
-    write_split(root / "synthetic_ytvis", "val", 2, spec, seed=0)
+    write_split(root / "synthetic_ytvis", "train", num_train, spec, seed=0)
+    write_split(root / "synthetic_ytvis", "val", num_val, spec, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_datasets(tmp_path_factory) -> Path:
+    """8 train and 2 val synthetic videos (see :func:`synthetic_datasets`)."""
+    return synthetic_datasets(tmp_path_factory.mktemp("tiny_datasets"), 8, 2)
 
 
 @pytest.fixture(scope="session")

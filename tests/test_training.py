@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_tiny
+from conftest import REPO, run_tiny, synthetic_datasets
 
-from minvis.data.synthetic import SyntheticSpec, write_split
 from minvis.ytvis_format import load_results, validate_results
 
 SHORT_RUN = [
@@ -32,12 +31,8 @@ PER_PROCESS_BUFFERS = ("running_mean", "running_var")
 
 @pytest.fixture(scope="module")
 def datasets_root(tmp_path_factory) -> Path:
-    """``$DETECTRON2_DATASETS`` holding ``synthetic_ytvis``: 16 train and 4 val videos of 8 frames."""
-    root = tmp_path_factory.mktemp("datasets")
-    spec = SyntheticSpec(num_frames=8)
-    write_split(root / "synthetic_ytvis", "train", 16, spec, seed=0)
-    write_split(root / "synthetic_ytvis", "val", 4, spec, seed=0)
-    return root
+    """16 train and 4 val synthetic videos (see ``conftest.synthetic_datasets``)."""
+    return synthetic_datasets(tmp_path_factory.mktemp("datasets"), 16, 4)
 
 
 def run_script(script: Path, datasets: Path, *args: object) -> str:

@@ -312,25 +312,6 @@ def _match(ious: np.ndarray, dts: list[_Instance], gts: list[_Instance]) -> list
     ]
 
 
-def _unmatched(dts: list[_Instance], gts: list[_Instance]) -> list[_GroupResult]:
-    """What :func:`_match` gives when one side is empty: nothing matched, predictions
-    outside a bucket ignored, the ground truth inside it counted."""
-    scores = np.array([dt.score for dt in dts], dtype=np.float64)  # [D]
-    dt_outside = _outside(np.array([dt.mean_area for dt in dts], dtype=np.float64))  # [A, D]
-    gt_area = np.array([g.mean_area for g in gts], dtype=np.float64)  # [G]
-    gt_counted = ~(np.array([g.is_crowd for g in gts], dtype=bool) | _outside(gt_area))  # [A, G]
-    shape = (len(IOU_THRESHOLDS), len(dts))
-    return [
-        _GroupResult(
-            scores=scores,
-            matched=np.zeros(shape, dtype=bool),
-            dt_ignored=np.broadcast_to(dt_outside[a], shape),
-            num_gt=int(gt_counted[a].sum()),
-        )
-        for a in range(len(AREA_RANGES))
-    ]
-
-
 def _precision_recall(groups: list[_GroupResult], max_det: int) -> tuple[np.ndarray, np.ndarray] | None:
     """[T, R] interpolated precision and [T] recall over groups, None without ground truth."""
     num_gt = sum(g.num_gt for g in groups)
@@ -367,7 +348,7 @@ def _match_all(
         g, d = gts.get(key, []), dts.get(key, [])
         order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]
         d = [d[i] for i in order]
-        results = _match(_spatio_temporal_iou(d, g), d, g) if g and d else _unmatched(d, g)
+        results = _match(_spatio_temporal_iou(d, g), d, g)
         for a, result in enumerate(results):
             grouped[key[1]][a].append(result)
     return grouped
