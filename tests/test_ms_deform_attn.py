@@ -1,12 +1,16 @@
 """Multi-scale deformable attention: compiled kernel vs grid_sample fallback, and the layer."""
 
+import sys
+
 import pytest
 import torch
 
 from mask2former.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn
 from mask2former.modeling.pixel_decoder.ms_deform_attn_op import (
     IMPL_ENV_VAR,
+    _resolve_impl,
     compiled_available,
+    cpu_kernel_available,
     ms_deform_attn,
 )
 
@@ -22,12 +26,12 @@ def _level_metadata(shapes: list[tuple[int, int]], device: str) -> tuple[torch.T
 
 
 def _random_inputs(
-    dtype: torch.dtype, device: str, seed: int = 0
+    dtype: torch.dtype, device: str, seed: int = 0, head_dim: int = 8
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     shapes = [(12, 20), (6, 10), (3, 5), (1, 2)]
     spatial_shapes, starts = _level_metadata(shapes, device)
-    batch, queries, heads, head_dim, points = 2, 17, 4, 8, 3
+    batch, queries, heads, points = 2, 17, 4, 3
     total = sum(h * w for h, w in shapes)
     value = torch.randn(batch, total, heads, head_dim, generator=generator, dtype=dtype)
     # Some locations fall outside [0, 1] to exercise the zero padding.
@@ -81,25 +85,70 @@ def test_compiled_matches_pytorch(device: str, dtype: torch.dtype) -> None:
         torch.testing.assert_close(got, expected, rtol=rtol, atol=atol, msg=name)
 
 
-def test_fallback_hand_computed() -> None:
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel is built and tested on Linux")
+def test_cpu_kernel_is_built() -> None:
+    """`pip install` compiles it here; a silent build failure would cost 3x in MSDeformAttn."""
+    assert cpu_kernel_available()
+
+
+# 32 channels: one pass of two 16-float sums; 48: then a 16-float pass; 3 and 37: scalar tails.
+@pytest.mark.parametrize("head_dim", [32, 48, 3, 37])
+def test_cpu_kernel_matches_pytorch(head_dim: int) -> None:
+    if not cpu_kernel_available():
+        pytest.skip("the CPU kernel was not built")
+    inputs = _random_inputs(torch.float32, "cpu", seed=head_dim, head_dim=head_dim)
+    value, _, _, locations, weights = inputs
+    with torch.no_grad():
+        assert _resolve_impl("compiled", value, locations, weights) == "cpu_kernel"
+        got = ms_deform_attn(*inputs, impl="compiled")
+    expected = ms_deform_attn(*inputs, impl="pytorch")
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_kernel_leaves_gradients_to_the_package_kernel() -> None:
+    value, shapes, starts, locations, weights = _random_inputs(torch.float32, "cpu")
+    value.requires_grad_(True)
+    assert _resolve_impl("auto", value, locations, weights) != "cpu_kernel"
+    output = ms_deform_attn(value, shapes, starts, locations, weights)
+    assert output.grad_fn is not None
+    with torch.no_grad():
+        assert _resolve_impl("auto", value, locations, weights) == (
+            "cpu_kernel" if cpu_kernel_available() else "package" if compiled_available() else "pytorch"
+        )
+    assert _resolve_impl("auto", value.double(), locations.double(), weights.double()) != "cpu_kernel"
+
+
+def test_cpu_kernel_refuses_a_level_outside_the_values() -> None:
+    if not cpu_kernel_available():
+        pytest.skip("the CPU kernel was not built")
+    value, _, starts, locations, weights = _random_inputs(torch.float32, "cpu")
+    too_large = torch.tensor([[12, 20], [6, 10], [3, 5], [2, 2]])  # the last level has 2 positions
+    with torch.no_grad(), pytest.raises(RuntimeError, match="level 3 does not fit"):
+        ms_deform_attn(value, too_large, starts, locations, weights, impl="compiled")
+
+
+@pytest.mark.parametrize("impl", ["pytorch", "compiled"])
+def test_hand_computed(impl: str) -> None:
+    if impl == "compiled" and not (cpu_kernel_available() or compiled_available()):
+        pytest.skip("no compiled kernel")
     # One level of 3x4 pixels, one head of 2 channels; value[y, x] = (10 * y + x, -(10 * y + x)).
     height, width = 3, 4
     spatial_shapes, starts = _level_metadata([(height, width)], "cpu")
-    ids = torch.arange(height * width, dtype=torch.float64)
+    ids = torch.arange(height * width, dtype=torch.float32)
     pixel_values = 10 * (ids // width) + ids % width  # [H*W]
     value = torch.stack([pixel_values, -pixel_values], -1).view(1, height * width, 1, 2)
     # Query 0: the centre of pixel (y=1, x=2); query 1: halfway between the centres of
     # (y=0, x=0) and (y=0, x=1); query 2: outside the map.
     xy = torch.tensor(
         [[(2 + 0.5) / width, (1 + 0.5) / height], [1.0 / width, 0.5 / height], [1.5, 0.5]],
-        dtype=torch.float64,
     )
     locations = xy.view(1, 3, 1, 1, 1, 2)
-    weights = torch.full((1, 3, 1, 1, 1), 0.25, dtype=torch.float64)
+    weights = torch.full((1, 3, 1, 1, 1), 0.25)
 
-    output = ms_deform_attn(value, spatial_shapes, starts, locations, weights, impl="pytorch")
+    with torch.no_grad():
+        output = ms_deform_attn(value, spatial_shapes, starts, locations, weights, impl=impl)
 
-    expected = torch.tensor([[12.0, -12.0], [0.5, -0.5], [0.0, 0.0]], dtype=torch.float64) * 0.25
+    expected = torch.tensor([[12.0, -12.0], [0.5, -0.5], [0.0, 0.0]]) * 0.25
     torch.testing.assert_close(output, expected[None])
 
 
