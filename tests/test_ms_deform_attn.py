@@ -12,6 +12,7 @@ from mask2former.modeling.pixel_decoder.ms_deform_attn_op import (
     compiled_available,
     cpu_kernel_available,
     ms_deform_attn,
+    uses_cpu_kernel,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -228,3 +229,8 @@ def test_layer_equals_the_paper_formula() -> None:
     got = layer(src, reference, src, spatial_shapes, starts)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.autograd.grad(got.sum(), src)[0], expected_grad, rtol=1e-4, atol=1e-5)
+    # Inference: the CPU kernel adds the offsets and takes the softmax itself.
+    with torch.no_grad():
+        assert uses_cpu_kernel(src, reference) == cpu_kernel_available()
+        inferred = layer(src, reference, src, spatial_shapes, starts)
+    torch.testing.assert_close(inferred, expected, rtol=1e-4, atol=1e-5)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ms_deform_attn_op import ms_deform_attn
+from .ms_deform_attn_op import ms_deform_attn, ms_deform_attn_from_offsets, uses_cpu_kernel
 
 
 def _softmax_last(x: torch.Tensor) -> torch.Tensor:
@@ -69,24 +69,17 @@ class MSDeformAttn(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
-    def _sampling_locations(
-        self, query: torch.Tensor, reference_points: torch.Tensor, spatial_shapes: torch.Tensor
-    ) -> torch.Tensor:
-        """[N * Q, M * L * P * 2] reference point + offset / (W_l, H_l), from ``query`` [N * Q, C].
+    def _scaled_offsets(self, query: torch.Tensor, spatial_shapes: torch.Tensor) -> torch.Tensor:
+        """[N * Q, M * L * P * 2] offset / (W_l, H_l), from ``query`` [N * Q, C].
 
         The offsets are in pixels of each level; the division by the level's size is
-        folded into the projection and the reference points are written into the output
-        before the matmul adds to it, so the [N, Q, M, L, P, 2] tensor is written twice
-        instead of four times.
+        folded into the projection's weight and bias.
         """
         level_sizes = spatial_shapes.flip(-1).to(query.dtype)  # [L, 2], (W_l, H_l)
         scale = (1.0 / level_sizes)[None, :, None, :].expand(self.n_heads, -1, self.n_points, -1).reshape(-1)
-        locations = query.new_empty(query.shape[0], scale.numel())  # [N * Q, M * L * P * 2]
-        locations.view(*reference_points.shape[:2], self.n_heads, self.n_levels, self.n_points, 2).copy_(
-            reference_points[:, :, None, :, None, :]
+        return torch.addmm(
+            self.sampling_offsets.bias * scale, query, (self.sampling_offsets.weight * scale[:, None]).t()
         )
-        locations.add_(self.sampling_offsets.bias * scale)
-        return locations.addmm_(query, (self.sampling_offsets.weight * scale[:, None]).t())
 
     def forward(
         self,
@@ -124,17 +117,26 @@ class MSDeformAttn(nn.Module):
         # location would be off by up to a quarter pixel on an 80-pixel-wide level.
         with torch.autocast(device_type=query.device.type, enabled=False):
             query = query.float().reshape(batch * num_queries, self.d_model)
-            locations = self._sampling_locations(query, reference_points, input_spatial_shapes)
-            weights = self.attention_weights(query)  # [N * Q, M * L * P]
-        weights = _softmax_last(weights.view(batch, num_queries, self.n_heads, self.n_levels * self.n_points))
-        weights = weights.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
-        locations = locations.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
-        output = ms_deform_attn(
-            value.float(),
-            input_spatial_shapes,
-            input_level_start_index,
-            locations,
-            weights,
-            self.im2col_step,
-        )  # [N, Q, C]
+            offsets = self._scaled_offsets(query, input_spatial_shapes)  # [N * Q, M * L * P * 2]
+            logits = self.attention_weights(query)  # [N * Q, M * L * P]
+        value = value.float()
+        reference_points = reference_points.float()
+        offsets = offsets.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
+        logits = logits.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        if uses_cpu_kernel(value, reference_points, offsets, logits):
+            # The kernel adds the offsets to the reference points and takes the softmax.
+            output = ms_deform_attn_from_offsets(
+                value, input_spatial_shapes, input_level_start_index, reference_points, offsets, logits
+            )  # [N, Q, C]
+        else:
+            locations = reference_points[:, :, None, :, None, :] + offsets  # [N, Q, M, L, P, 2]
+            weights = _softmax_last(logits.flatten(-2)).view_as(logits)  # over levels x points
+            output = ms_deform_attn(
+                value,
+                input_spatial_shapes,
+                input_level_start_index,
+                locations,
+                weights,
+                self.im2col_step,
+            )  # [N, Q, C]
         return self.output_proj(output)

@@ -63,7 +63,7 @@ def cpu_kernel_available() -> bool:
 
 
 def _cpu_kernel_applies(*tensors: torch.Tensor) -> bool:
-    """The CPU kernel computes float32 CPU calls without gradients."""
+    """The CPU kernel computes float32 CPU calls without gradients (``tensors``: its inputs)."""
     if _cpu_kernel is None:
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
@@ -107,16 +107,15 @@ def ms_deform_attn_pytorch(
     return output.transpose(1, 2).contiguous()  # [N, Q, M*D]
 
 
-def _resolve_impl(
-    impl: str | None, value: torch.Tensor, locations: torch.Tensor, weights: torch.Tensor
-) -> str:
-    """``cpu_kernel``, ``package`` or ``pytorch`` for this call."""
+def _resolve_impl(impl: str | None, value: torch.Tensor, *sampling: torch.Tensor) -> str:
+    """``cpu_kernel``, ``package`` or ``pytorch`` for a call on ``value`` and the float
+    tensors that say where and how much to sample."""
     choice = (impl or os.environ.get(IMPL_ENV_VAR, "auto")).lower()
     if choice not in IMPLEMENTATIONS:
         raise ValueError(f"{IMPL_ENV_VAR}/impl must be one of {IMPLEMENTATIONS}, got {choice!r}")
     if choice == "pytorch":
         return choice
-    if _cpu_kernel_applies(value, locations, weights):
+    if _cpu_kernel_applies(value, *sampling):
         return "cpu_kernel"
     if compiled_available(value.device) and value.dtype in _COMPILED_DTYPES:
         return "package"
@@ -164,3 +163,30 @@ def ms_deform_attn(
             im2col_step,
         )
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+def uses_cpu_kernel(*tensors: torch.Tensor, impl: str | None = None) -> bool:
+    """Whether a call with these float inputs runs this project's CPU kernel (``impl`` or
+    ``MINVIS_MSDA_IMPL`` as for :func:`ms_deform_attn`)."""
+    return _resolve_impl(impl, *tensors) == "cpu_kernel"
+
+
+def ms_deform_attn_from_offsets(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    reference_points: torch.Tensor,
+    sampling_offsets: torch.Tensor,
+    attention_logits: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`ms_deform_attn` with locations = ``reference_points`` [N, Q, L, 2] +
+    ``sampling_offsets`` [N, Q, M, L, P, 2] (already divided by each level's (W, H)) and
+    weights = softmax of ``attention_logits`` [N, Q, M, L, P] over each query and head's
+    L x P, computed inside the CPU kernel (only where :func:`uses_cpu_kernel`).
+
+    Returns:
+        [N, Q, M*D]
+    """
+    return torch.ops.minvis.ms_deform_attn_cpu_from_offsets(
+        value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits
+    )

@@ -6,6 +6,9 @@
 // first (with the product of bilinear and attention weight, out-of-map corners dropped),
 // then added in one loop over the head's channels that the compiler vectorises; on
 // x86-64 Linux the loop is compiled for AVX-512, AVX2 and the baseline, chosen at load.
+// Two ops: from sampling locations and weights (the usual interface), and from the
+// layer's reference points, scaled offsets and attention logits (adds the offsets and
+// takes the softmax on the fly instead of in separate passes over [N, Q, M, L, P]).
 
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
@@ -98,34 +101,13 @@ inline void add_sample_corners(const float *head_values, int64_t row_stride, con
   }
 }
 
-}  // namespace
-
-// value [N, S, M, D], spatial_shapes [L, 2] (H, W), level_start_index [L],
-// sampling_locations [N, Q, M, L, P, 2] (x, y), attention_weights [N, Q, M, L, P]
-// -> [N, Q, M * D]; float32 CPU tensors.
-at::Tensor ms_deform_attn_forward(const at::Tensor &value, const at::Tensor &spatial_shapes,
-                                  const at::Tensor &level_start_index,
-                                  const at::Tensor &sampling_locations,
-                                  const at::Tensor &attention_weights) {
-  for (const auto *tensor : {&value, &sampling_locations, &attention_weights}) {
-    TORCH_CHECK(tensor->device().is_cpu() && tensor->scalar_type() == at::kFloat,
-                "ms_deform_attn_forward: value, locations and weights must be float32 CPU tensors");
-  }
-  TORCH_CHECK(value.dim() == 4, "value must be [N, S, M, D]");
-  TORCH_CHECK(sampling_locations.dim() == 6 && sampling_locations.size(5) == 2,
-              "sampling_locations must be [N, Q, M, L, P, 2]");
-  const int64_t batch = value.size(0), total = value.size(1), heads = value.size(2),
-                channels = value.size(3);
-  const int64_t queries = sampling_locations.size(1), levels = sampling_locations.size(3),
-                points = sampling_locations.size(4);
-  TORCH_CHECK(sampling_locations.size(0) == batch && sampling_locations.size(2) == heads,
-              "sampling_locations must match value's batch and heads");
-  TORCH_CHECK(attention_weights.sizes() == sampling_locations.sizes().slice(0, 5),
-              "attention_weights must be [N, Q, M, L, P]");
+// The levels' (H, W, start), checked against value's S positions.
+std::vector<Level> checked_levels(const at::Tensor &spatial_shapes,
+                                  const at::Tensor &level_start_index, int64_t levels,
+                                  int64_t total) {
   TORCH_CHECK(spatial_shapes.dim() == 2 && spatial_shapes.size(0) == levels &&
                   spatial_shapes.size(1) == 2 && level_start_index.numel() == levels,
               "spatial_shapes must be [L, 2] and level_start_index [L]");
-
   const auto shapes = spatial_shapes.to(at::kCPU, at::kLong).contiguous();
   const auto starts = level_start_index.to(at::kCPU, at::kLong).contiguous();
   std::vector<Level> level_list(levels);
@@ -137,10 +119,31 @@ at::Tensor ms_deform_attn_forward(const at::Tensor &value, const at::Tensor &spa
                 "level ", l, " does not fit in value's ", total, " positions");
     level_list[l] = level;
   }
+  return level_list;
+}
 
+void check_float_cpu(std::initializer_list<const at::Tensor *> tensors) {
+  for (const auto *tensor : tensors) {
+    TORCH_CHECK(tensor->device().is_cpu() && tensor->scalar_type() == at::kFloat,
+                "ms_deform_attn_cpu: value, locations and weights must be float32 CPU tensors");
+  }
+}
+
+// Where a query's samples come from. Plain: [N, Q, M, L, P, 2] locations and
+// [N, Q, M, L, P] weights as given. From offsets: locations = reference point [N, Q, L, 2]
+// + offset [N, Q, M, L, P, 2] (offsets already divided by the level's size), weights =
+// softmax over each query and head's L x P attention logits.
+template <bool kFromOffsets>
+at::Tensor sample_and_sum(const at::Tensor &value, const std::vector<Level> &level_list,
+                          const at::Tensor &locations_or_offsets,
+                          const at::Tensor &weights_or_logits, const float *reference_data) {
+  const int64_t batch = value.size(0), total = value.size(1), heads = value.size(2),
+                channels = value.size(3);
+  const int64_t queries = locations_or_offsets.size(1),
+                levels = locations_or_offsets.size(3), points = locations_or_offsets.size(4);
   const auto values = value.contiguous();
-  const auto locations = sampling_locations.contiguous();
-  const auto weights = attention_weights.contiguous();
+  const auto locations = locations_or_offsets.contiguous();
+  const auto weights = weights_or_logits.contiguous();
   auto output = at::empty({batch, queries, heads * channels}, value.options());
   const float *value_data = values.data_ptr<float>();
   const float *location_data = locations.data_ptr<float>();
@@ -151,17 +154,33 @@ at::Tensor ms_deform_attn_forward(const at::Tensor &value, const at::Tensor &spa
 
   at::parallel_for(0, batch * queries, 16, [&](int64_t begin, int64_t end) {
     std::vector<Corner> corners(4 * samples);
+    std::vector<float> attention(samples);
     for (int64_t nq = begin; nq < end; ++nq) {
       const int64_t n = nq / queries;
       for (int64_t m = 0; m < heads; ++m) {
         const float *head_values = value_data + n * total * row_stride + m * channels;
         const int64_t sample0 = (nq * heads + m) * samples;
+        const float *head_weights = weight_data + sample0;
+        if (kFromOffsets) {  // numerically stable softmax over the L x P logits
+          const float largest = *std::max_element(head_weights, head_weights + samples);
+          float sum = 0.0f;
+          for (int64_t s = 0; s < samples; ++s) sum += attention[s] = std::exp(head_weights[s] - largest);
+          for (int64_t s = 0; s < samples; ++s) attention[s] /= sum;
+        } else {
+          std::copy(head_weights, head_weights + samples, attention.begin());
+        }
         Corner *next = corners.data();
         for (int64_t l = 0; l < levels; ++l) {
+          float x0 = 0.0f, y0 = 0.0f;
+          if (kFromOffsets) {
+            x0 = reference_data[(nq * levels + l) * 2];
+            y0 = reference_data[(nq * levels + l) * 2 + 1];
+          }
           for (int64_t p = 0; p < points; ++p) {
-            const int64_t s = sample0 + l * points + p;
-            add_sample_corners(head_values, row_stride, level_list[l], location_data[2 * s],
-                               location_data[2 * s + 1], weight_data[s], next);
+            const int64_t s = l * points + p;
+            const float *xy = location_data + 2 * (sample0 + s);
+            add_sample_corners(head_values, row_stride, level_list[l], x0 + xy[0], y0 + xy[1],
+                               attention[s], next);
           }
         }
         weighted_sum(output_data + (nq * heads + m) * channels, corners.data(),
@@ -172,18 +191,73 @@ at::Tensor ms_deform_attn_forward(const at::Tensor &value, const at::Tensor &spa
   return output;
 }
 
+// The locations' and weights' shapes against value's [N, S, M, D].
+void check_sample_shapes(const at::Tensor &value, const at::Tensor &locations,
+                         const at::Tensor &weights) {
+  TORCH_CHECK(value.dim() == 4, "value must be [N, S, M, D]");
+  TORCH_CHECK(locations.dim() == 6 && locations.size(5) == 2,
+              "sampling locations / offsets must be [N, Q, M, L, P, 2]");
+  TORCH_CHECK(locations.size(0) == value.size(0) && locations.size(2) == value.size(2),
+              "sampling locations / offsets must match value's batch and heads");
+  TORCH_CHECK(weights.sizes() == locations.sizes().slice(0, 5),
+              "attention weights / logits must be [N, Q, M, L, P]");
+}
+
+}  // namespace
+
+// value [N, S, M, D], spatial_shapes [L, 2] (H, W), level_start_index [L],
+// sampling_locations [N, Q, M, L, P, 2] (x, y in [0, 1]), attention_weights [N, Q, M, L, P]
+// -> [N, Q, M * D]; float32 CPU tensors.
+at::Tensor ms_deform_attn_cpu(const at::Tensor &value, const at::Tensor &spatial_shapes,
+                              const at::Tensor &level_start_index,
+                              const at::Tensor &sampling_locations,
+                              const at::Tensor &attention_weights) {
+  check_float_cpu({&value, &sampling_locations, &attention_weights});
+  check_sample_shapes(value, sampling_locations, attention_weights);
+  const auto levels = checked_levels(spatial_shapes, level_start_index,
+                                     sampling_locations.size(3), value.size(1));
+  return sample_and_sum<false>(value, levels, sampling_locations, attention_weights, nullptr);
+}
+
+// The same from the layer's projections: reference_points [N, Q, L, 2], sampling_offsets
+// [N, Q, M, L, P, 2] divided by each level's (W, H), attention_logits [N, Q, M, L, P].
+at::Tensor ms_deform_attn_cpu_from_offsets(const at::Tensor &value,
+                                           const at::Tensor &spatial_shapes,
+                                           const at::Tensor &level_start_index,
+                                           const at::Tensor &reference_points,
+                                           const at::Tensor &sampling_offsets,
+                                           const at::Tensor &attention_logits) {
+  check_float_cpu({&value, &reference_points, &sampling_offsets, &attention_logits});
+  check_sample_shapes(value, sampling_offsets, attention_logits);
+  TORCH_CHECK(reference_points.dim() == 4 && reference_points.size(0) == value.size(0) &&
+                  reference_points.size(1) == sampling_offsets.size(1) &&
+                  reference_points.size(2) == sampling_offsets.size(3) &&
+                  reference_points.size(3) == 2,
+              "reference_points must be [N, Q, L, 2]");
+  const auto levels = checked_levels(spatial_shapes, level_start_index,
+                                     sampling_offsets.size(3), value.size(1));
+  const auto references = reference_points.contiguous();
+  return sample_and_sum<true>(value, levels, sampling_offsets, attention_logits,
+                              references.data_ptr<float>());
+}
+
 // A dispatcher op (traceable, visible to torch.jit.trace and fvcore); importing the
 // Python module registers it.
 TORCH_LIBRARY(minvis, library) {
   library.def(
       "ms_deform_attn_cpu(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
       "Tensor sampling_locations, Tensor attention_weights) -> Tensor");
+  library.def(
+      "ms_deform_attn_cpu_from_offsets(Tensor value, Tensor spatial_shapes, "
+      "Tensor level_start_index, Tensor reference_points, Tensor sampling_offsets, "
+      "Tensor attention_logits) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(minvis, CPU, library) {
-  library.impl("ms_deform_attn_cpu", &ms_deform_attn_forward);
+  library.impl("ms_deform_attn_cpu", &ms_deform_attn_cpu);
+  library.impl("ms_deform_attn_cpu_from_offsets", &ms_deform_attn_cpu_from_offsets);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
-  module.doc() = "registers torch.ops.minvis.ms_deform_attn_cpu";
+  module.doc() = "registers torch.ops.minvis.ms_deform_attn_cpu[_from_offsets]";
 }
