@@ -28,6 +28,7 @@ from mask2former.matcher import HungarianMatcher
 from minvis.inference import VideoResult, VideoResultAccumulator, WindowOutputs
 from minvis.tracking import PAPER_TRACKING, TrackingOptions, matching_cost_terms
 
+from .folded_batchnorm import fold_frozen_batchnorm
 from .supervised_matching import supervised_matching_loss
 
 # MODEL.MASK_FORMER.TEST.PRECISION -> autocast dtype of the image model (None: float32).
@@ -101,6 +102,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         self.autocast_dtype = AUTOCAST_DTYPES[precision]
         # Convolutions are faster on channels-last tensors (oneDNN on CPU, cuDNN on GPU).
         self.to(memory_format=torch.channels_last)
+        fold_frozen_batchnorm(self.backbone)  # in inference; the parameters are unchanged
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:

@@ -1,0 +1,60 @@
+"""Inference with each FrozenBatchNorm2d folded into the convolution before it.
+
+A detectron2 ``Conv2d`` whose ``norm`` is a ``FrozenBatchNorm2d`` computes
+``(conv(x, W) + b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``: one
+convolution with weight ``W * s`` and bias ``(b - mean) * s + beta`` gives the same
+without another pass over the output (53 passes over ResNet-50's feature maps per frame).
+Parameters, buffers and checkpoints stay as they are: the folded weight and bias are a
+cache, rebuilt when a tensor they come from changes (a loaded checkpoint, ``.to()``), and
+used only when no gradient is needed.
+"""
+
+import torch
+import torch.nn.functional as F
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from torch import Tensor, nn
+
+
+class _FoldedForward:
+    """The ``forward`` of one ``Conv2d`` + ``FrozenBatchNorm2d``, folded when no gradient is needed."""
+
+    def __init__(self, conv: Conv2d):
+        self.conv = conv
+        self._sources: tuple | None = None  # identity and version of the tensors folded
+        self._weight: Tensor | None = None
+        self._bias: Tensor | None = None
+
+    def _source_tensors(self) -> list[Tensor]:
+        conv, norm = self.conv, self.conv.norm
+        tensors = [conv.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var]
+        return tensors + ([conv.bias] if conv.bias is not None else [])
+
+    def _folded(self) -> tuple[Tensor, Tensor]:
+        sources = tuple((t.data_ptr(), t._version, t.dtype) for t in self._source_tensors())
+        if sources != self._sources:
+            conv, norm = self.conv, self.conv.norm
+            scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # [C_out]
+            conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+            self._weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)  # keeps the layout
+            self._bias = ((conv_bias - norm.running_mean) * scale + norm.bias).to(conv.weight.dtype)
+            self._sources = sources
+        return self._weight, self._bias
+
+    def __call__(self, x: Tensor) -> Tensor:
+        conv = self.conv
+        if torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad):
+            return type(conv).forward(conv, x)
+        weight, bias = self._folded()
+        x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return conv.activation(x) if conv.activation is not None else x
+
+
+def fold_frozen_batchnorm(module: nn.Module) -> int:
+    """Makes every ``Conv2d`` with a ``FrozenBatchNorm2d`` in ``module`` run folded when no
+    gradient is needed (see the module docstring); returns how many there are."""
+    folded = 0
+    for conv in module.modules():
+        if isinstance(conv, Conv2d) and isinstance(conv.norm, FrozenBatchNorm2d):
+            conv.forward = _FoldedForward(conv)
+            folded += 1
+    return folded
