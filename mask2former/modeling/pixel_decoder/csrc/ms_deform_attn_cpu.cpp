@@ -4,8 +4,9 @@
 // (bilinear, zero padding, align_corners=False, as grid_sample), weight the samples by
 // the attention weights and sum them. The four corners of each sample are collected
 // first (with the product of bilinear and attention weight, out-of-map corners dropped),
-// then added in one loop over the head's channels that the compiler vectorises; on
-// x86-64 Linux the loop is compiled for AVX-512, AVX2 and the baseline, chosen at load.
+// then summed over the head's channels 32 at a time in vector registers (GCC/Clang vector
+// types); on x86-64 Linux that loop is compiled for AVX-512, AVX2 and the baseline, chosen
+// when the library loads. Other compilers do not build it (setup.py then skips the kernel).
 // Two ops: from sampling locations and weights (the usual interface), and from the
 // layer's reference points, scaled offsets and attention logits (adds the offsets and
 // takes the softmax on the fly instead of in separate passes over [N, Q, M, L, P]).
