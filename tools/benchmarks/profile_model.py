@@ -147,14 +147,18 @@ def flops_per_frame(model: torch.nn.Module, height: int, width: int) -> dict[str
     attn = pixel_decoder.transformer.encoder.layers[0].self_attn
     sampling = queries * attn.n_heads * attn.n_levels * attn.n_points * (attn.d_model // attn.n_heads) * 5
     msda = msda_linear + sampling * len(msda_modules)
-    # Mask prediction per decoder step: class head, 3-layer mask MLP, einsum with the
-    # [mask_dim, H/4, W/4] mask features; once for the learnable queries + once per layer.
+    # Mask prediction, once for the learnable queries + once per layer: class head and
+    # 3-layer mask MLP on the queries, then the product with the mask features, at
+    # [H/4, W/4] for the last prediction; in inference the earlier ones only make the next
+    # layer's attention mask, at that layer's feature size (coarsest level first, round-robin).
     predictor = head.predictor
     q, c = predictor.num_queries, predictor.mask_embed.layers[-1].out_features
     hw = (padded[0] // pixel_decoder.common_stride) * (padded[1] // pixel_decoder.common_stride)
+    level_pixels = [(padded[0] // s) * (padded[1] // s) for s in sorted(strides, reverse=True)]
     mlp = sum(layer.in_features * layer.out_features for layer in predictor.mask_embed.layers)
-    per_step = q * (predictor.class_embed.in_features * predictor.class_embed.out_features + mlp + c * hw)
-    mask_pred = per_step * (predictor.num_layers + 1)
+    per_step = q * (predictor.class_embed.in_features * predictor.class_embed.out_features + mlp)
+    products = q * c * (hw + sum(level_pixels[k % len(level_pixels)] for k in range(predictor.num_layers)))
+    mask_pred = per_step * (predictor.num_layers + 1) + products
     decoder_traced = by_module.get("predictor", 0)
     pixel_traced = by_module.get("pixel_decoder", 0)
     macs = {

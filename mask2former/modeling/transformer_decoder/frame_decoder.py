@@ -9,6 +9,8 @@ the per-pixel ``mask_features`` (``sigmoid(Q * F)`` in the paper). The final nor
 query states are returned as ``pred_embds``, the embeddings MinVIS tracks with.
 """
 
+import functools
+
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import Conv2d
@@ -156,8 +158,24 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, num_images, 1)  # [Q, N, C]
         queries = self.query_feat.weight.unsqueeze(1).repeat(1, num_images, 1)
 
-        pixels = _pixel_rows(mask_features)  # [N, H*W, C], read by every mask prediction
-        logits, masks, attn_mask = self._predict(queries, pixels, mask_features.shape[-2:], sizes[0])
+        pixels = _pixel_rows(mask_features)  # [N, H*W, C], read by the full-size mask predictions
+        # In inference the predictions before the last one only give the next layer its
+        # attention mask, at that layer's feature size. Bilinear resizing is linear, so
+        # resizing the mask features once per size and taking the products there equals
+        # resizing each prediction's full-size masks, for a fraction of the work.
+        attention_pixels = None
+        if not self.training:
+            resize = functools.partial(F.interpolate, mode="bilinear", align_corners=False)
+            attention_pixels = {
+                size: _pixel_rows(resize(mask_features, size=size)) for size in set(sizes)
+            }  # [N, h*w, C] per feature size
+
+        def predict(layer: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+            # After ``layer`` layers; the last prediction needs no attention mask for a next layer.
+            size = sizes[layer % self.num_feature_levels] if layer < self.num_layers else None
+            return self._predict(queries, pixels, mask_features.shape[-2:], size, attention_pixels)
+
+        logits, masks, attn_mask = predict(0)
         aux_outputs = []
         for i in range(self.num_layers):
             if self.training:
@@ -170,9 +188,7 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
             )
             queries = self.transformer_self_attention_layers[i](queries, query_pos=query_pos)
             queries = self.transformer_ffn_layers[i](queries)
-            # The last layer's prediction needs no attention mask for a next layer.
-            next_size = sizes[(i + 1) % self.num_feature_levels] if i + 1 < self.num_layers else None
-            logits, masks, attn_mask = self._predict(queries, pixels, mask_features.shape[-2:], next_size)
+            logits, masks, attn_mask = predict(i + 1)
 
         return {
             "pred_logits": logits,
@@ -182,26 +198,39 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         }
 
     def _predict(
-        self, queries: torch.Tensor, pixels: torch.Tensor, mask_size: torch.Size, attn_size: torch.Size | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        self,
+        queries: torch.Tensor,
+        pixels: torch.Tensor,
+        mask_size: torch.Size,
+        attn_size: torch.Size | None,
+        attention_pixels: dict[torch.Size, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Class logits, mask logits and the next layer's attention mask (None without
-        ``attn_size``) from queries [Q, N, C] and the mask features as ``pixels`` [N, H*W, C]."""
+        ``attn_size``) from queries [Q, N, C] and the mask features as ``pixels`` [N, H*W, C].
+
+        With ``attention_pixels`` (inference: the mask features resized to each attention
+        size) and an ``attn_size``, only the attention mask is computed: mask logits None.
+        """
         normed = self.decoder_norm(queries).transpose(0, 1)  # [N, Q, C]
         class_logits = self.class_embed(normed)  # [N, Q, K+1]
         mask_embed = self.mask_embed(normed)  # [N, Q, mask_dim]
+        if attn_size is not None and attention_pixels is not None:
+            resized = torch.matmul(mask_embed, attention_pixels[attn_size].transpose(1, 2))  # [N, Q, h*w]
+            return class_logits, None, self._attention_mask(resized)
         # [N, H*W, Q] viewed as [N, Q, H/4, W/4]: channels-last, which torch's CPU
         # interpolation below reads several times faster than the contiguous layout.
         mask_logits = torch.matmul(pixels, mask_embed.transpose(1, 2))
         mask_logits = mask_logits.view(mask_embed.shape[0], *mask_size, -1).permute(0, 3, 1, 2)
         if attn_size is None:
             return class_logits, mask_logits, None
-
         resized = F.interpolate(mask_logits, size=attn_size, mode="bilinear", align_corners=False)
-        blocked = resized.sigmoid().flatten(2) < MASK_ATTENTION_PROB_THRESHOLD  # [N, Q, HW]
-        if (
-            blocked.shape[0] == 1
-        ):  # one image: one [Q, HW] mask, which nn.MultiheadAttention shares by all heads
-            return class_logits, mask_logits, blocked[0].detach()
-        # nn.MultiheadAttention wants one mask per (image, head): [N * heads, Q, HW].
-        attn_mask = blocked.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1).detach()
-        return class_logits, mask_logits, attn_mask
+        return class_logits, mask_logits, self._attention_mask(resized.flatten(2))
+
+    def _attention_mask(self, resized_logits: torch.Tensor) -> torch.Tensor:
+        """True where attention is blocked, from mask logits [N, Q, h*w] at the attention size:
+        [Q, h*w] for one image (nn.MultiheadAttention shares it by all heads), otherwise one
+        mask per (image, head), [N * heads, Q, h*w]."""
+        blocked = (resized_logits.sigmoid() < MASK_ATTENTION_PROB_THRESHOLD).detach()
+        if blocked.shape[0] == 1:
+            return blocked[0]
+        return blocked.unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
