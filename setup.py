@@ -37,12 +37,6 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # compiler missing or failing: install without the kernel
             logger.warning("not building the CPU deformable-attention kernel: %s", exc)
 
-    def build_extension(self, ext) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as exc:
-            logger.warning("not building %s: %s", ext.name, exc)
-
 
 def cpu_kernel_build() -> dict:
     """``ext_modules`` and ``cmdclass`` for the kernel, or nothing when torch is absent."""
