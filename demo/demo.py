@@ -40,10 +40,10 @@ from tqdm import tqdm
 from minvis.config import build_config
 from minvis.data.video_io import VideoWriter, open_frame_source
 from minvis.evaluation.track_spool import TrackSpool
-from minvis.inference import FrameInstances
 from minvis.modeling import CheckpointLoadError, VideoInputError
 from minvis.output_paths import OutputPathError, StagedOutputs, check_outputs, interrupt_on_sigterm
 from minvis.predictor import VideoPredictor
+from minvis.tracking import FrameInstances
 from minvis.visualization import draw_instances, shown_instances
 from minvis.ytvis_format import SubmissionWriter
 
@@ -86,7 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--frame-stride", type=int, default=1, metavar="N", help="use every N-th frame (long videos)"
     )
-    parser.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    parser.add_argument(
+        "--amp", action="store_true", help="float16 on CUDA (TEST.AMP.ENABLED, read by the precision setting)"
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -130,7 +132,8 @@ def warn_about_setup(cfg, amp: bool) -> None:
 
 def load_config(args: argparse.Namespace):
     try:
-        cfg = build_config(args.config_file, args.opts)
+        # --amp is the official key TEST.AMP.ENABLED (off by default in the demo); --opts win.
+        cfg = build_config(args.config_file, ["TEST.AMP.ENABLED", str(args.amp), *args.opts])
     except (AssertionError, KeyError, ValueError) as error:  # how yacs reports bad files and keys
         raise DemoError(f"config {args.config_file} (with --opts {args.opts}): {error}") from error
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
@@ -155,7 +158,7 @@ def frame_pairs(
         # from the other: tee buffers a single frame.
         shown, fed = itertools.tee(used(source))
         return zip(shown, predictor(fed))
-    result = predictor.video_result(tqdm(used(source), unit="frame", desc="MinVIS pass 1/2"))
+    result = predictor.track_video(tqdm(used(source), unit="frame", desc="MinVIS pass 1/2"))
     return zip(used(open_frame_source(args.input)), result.frame_instances(), strict=True)
 
 
@@ -165,7 +168,7 @@ def run(args: argparse.Namespace) -> None:
     source = open_frame_source(args.input)
     output = Path(args.output)
     existing = prepare_output(output, getattr(source, "files", [args.input]), args.overwrite)
-    predictor = VideoPredictor.from_config(cfg, score_threshold=args.confidence_threshold, amp=args.amp)
+    predictor = VideoPredictor.from_config(cfg, score_threshold=args.confidence_threshold)
     class_names = predictor.class_names
     info = source.info
     total = min(filter(None, (info.num_frames, args.max_frames)), default=None)

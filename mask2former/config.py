@@ -52,9 +52,6 @@ def add_maskformer2_config(cfg: CN) -> None:
     mf.TEST.OBJECT_MASK_THRESHOLD = 0.0
     mf.TEST.OVERLAP_THRESHOLD = 0.0
     mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
-    # Inference precision of the image model: "fp32" (official) or "bf16" (the network
-    # under torch.autocast with bfloat16; outputs are returned as float32).
-    mf.TEST.PRECISION = "fp32"
     # Padding multiple of the input batch (some backbones report 0).
     mf.SIZE_DIVISIBILITY = 32
     # Point-sampled mask loss (PointRend-style importance sampling).

@@ -6,13 +6,43 @@ point sampling of ``[Q, T, h, w]`` masks flattened to ``[Q, T * P]`` is ``[Q, P]
 """
 
 import torch
+import torch.nn.functional as F
 from detectron2.projects.point_rend.point_features import point_sample
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from minvis.tracking.mask_costs import pairwise_dice, pairwise_sigmoid_bce
-
 __all__ = ["HungarianMatcher", "pairwise_dice", "pairwise_sigmoid_bce"]
+
+
+def pairwise_sigmoid_bce(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean sigmoid cross-entropy of every prediction against every target.
+
+    ``logits``: ``[Q, P]`` mask logits; ``targets``: ``[N, P]`` in [0, 1]. Returns ``[Q, N]``.
+    The loss against a target is the target-weighted mix of the loss against all-ones and
+    against all-zeros, so all pairs come out of two matrix products.
+    """
+    loss_if_fg = F.binary_cross_entropy_with_logits(
+        logits, torch.ones_like(logits), reduction="none"
+    )  # [Q, P]
+    loss_if_bg = F.binary_cross_entropy_with_logits(
+        logits, torch.zeros_like(logits), reduction="none"
+    )  # [Q, P]
+    total = torch.einsum("qp,np->qn", loss_if_fg, targets) + torch.einsum(
+        "qp,np->qn", loss_if_bg, 1 - targets
+    )  # [Q, N]
+    return total / logits.shape[1]
+
+
+def pairwise_dice(logits: Tensor, targets: Tensor) -> Tensor:
+    """Smoothed dice loss of every prediction against every target.
+
+    ``logits``: ``[Q, P]`` mask logits; ``targets``: ``[N, P]`` in [0, 1]. Returns ``[Q, N]``.
+    """
+    probs = logits.sigmoid()  # [Q, P]
+    overlap = 2 * torch.einsum("qp,np->qn", probs, targets)  # [Q, N]
+    total = probs.sum(-1)[:, None] + targets.sum(-1)[None, :]  # [Q, N]
+    return 1 - (overlap + 1) / (total + 1)
+
 
 
 class HungarianMatcher(nn.Module):

@@ -39,10 +39,10 @@ def add_minvis_config(cfg: CN) -> None:
     cfg.INPUT.SAMPLING_FRAME_RATIO = 1.0
 
     test = cfg.MODEL.MASK_FORMER.TEST
-    # Run the image model on chunks of frames instead of the whole video at once.
+    # Frames per forward at inference: WINDOW_SIZE with WINDOW_INFERENCE, else one (the
+    # official code then runs the whole video at once; the results are the same).
     test.WINDOW_INFERENCE = False
-    # Frames per chunk in window inference (official: hard-coded 30).
-    test.WINDOW_SIZE = 30
+    test.WINDOW_SIZE = 30  # official: hard-coded 30
     # Video-level instances kept per video, over (track, class) pairs (official: 10).
     test.TOP_K = 10
     # Keep the per-frame mask logits of the video-level result ([Q, H/4, W/4] float32 per
@@ -53,17 +53,10 @@ def add_minvis_config(cfg: CN) -> None:
 
     # The paper's analyses (section 4.3, Tables 4 and 5, Figure 5); defaults = MinVIS.
     minvis = cfg.MODEL.MINVIS = CN()
-    # Tracking cost (see minvis.tracking.costs): "query" (1 - cos of the query embeddings),
-    # "heuristic" (mask overlap with Mask2Former's matching costs, weighted by
+    # Tracking cost (Table 4, minvis.tracking.matching_cost): "query" (1 - cos of the query
+    # embeddings), "heuristic" (mask overlap with Mask2Former's matching costs, weighted by
     # MODEL.MASK_FORMER.{CLASS,MASK,DICE}_WEIGHT) or "heuristic+query" (their sum).
     minvis.MATCHING = "query"
-    # A track is matched against an exponential moving average of its embeddings with this
-    # momentum (0: against its last embedding only).
-    minvis.TRACK_MEMORY_MOMENTUM = 0.0
-    # Refuse a match whose cosine similarity to the track is below this (-1: never): the
-    # track gets no query on that frame (empty mask, memory kept) and the query starts a
-    # new track, so a vanished object's track is not taken over by another object.
-    minvis.MIN_MATCH_SIMILARITY = -1.0
     # Supervised matching (Table 5): train on two frames per video and add a hinge loss
     # pulling each instance's matched queries in the two frames together.
     supervised = minvis.SUPERVISED_MATCHING = CN()
@@ -75,11 +68,12 @@ def add_minvis_config(cfg: CN) -> None:
     # range"); <= 0 = INPUT.SAMPLING_FRAME_RANGE.
     supervised.FRAME_RANGE = 1
 
-    # Evaluation (--eval-only and periodic) runs the model under CUDA autocast (float16),
-    # as the official trainer does; float32 on the CPU whatever this says. Tracking and the
-    # video-level results are computed in float32 either way.
+    # Inference precision of the network (minvis.modeling.precision): "fp32", "fp16",
+    # "bf16" (torch.autocast), or "auto": fp16 on CUDA when TEST.AMP.ENABLED (the official
+    # evaluation), fp32 otherwise. Tracking and video-level scores are float32 either way.
+    test.PRECISION = "auto"
     cfg.TEST.AMP = CN()
-    cfg.TEST.AMP.ENABLED = True
+    cfg.TEST.AMP.ENABLED = True  # official key, read by PRECISION "auto"
 
     # Reproducibility (minvis.engine.reproducibility, applied by train_net.py): torch's
     # intra-op CPU threads (0: torch's default, OMP_NUM_THREADS or the core count; float

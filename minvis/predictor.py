@@ -1,25 +1,18 @@
-"""Streaming MinVIS on decoded video frames: the model-level online API.
+"""MinVIS on decoded video frames: a thin wrapper of a built model, like segment-anything's
+``SamPredictor``.
 
-:class:`VideoPredictor` wraps a built model (like segment-anything's ``SamPredictor``;
-:meth:`VideoPredictor.from_config` builds and loads one from a config). It takes frames
-one at a time (RGB ``uint8 [H, W, 3]``, e.g. from
-:func:`minvis.data.video_io.open_frame_source`), preprocesses each like the test dataset
-mapper, runs the image model on it alone and tracks and scores its queries with
-:class:`~minvis.inference.OnlineTrackScorer`. It yields one
-:class:`~minvis.inference.FrameInstances` per frame as soon as the frame is processed:
-stable track ids, class, running score and bool masks at the frame's original size.
-
-Memory does not depend on the video length: a frame's tensors are dropped once its
-instances are yielded; the scorer keeps one frame of embeddings and a running sum of
-logits. Scores are running scores (see :mod:`minvis.inference.online`); the paper-exact
-video-level result is ``model.track_video({"image": frames, ...})``, or
-:meth:`VideoPredictor.video_result` for decoded frames fed one at a time.
+:class:`VideoPredictor` checks and preprocesses RGB ``uint8 [H, W, 3]`` frames (e.g. from
+:func:`minvis.data.video_io.open_frame_source`) as the test dataset mapper does, and
+hands them to the model's two inference methods: ``predictor(frames)`` streams each
+frame's tracks with running scores (``model.track_stream``), ``predictor.track_video(
+frames)`` returns the paper's video-level result (``model.track_video``). Masks come at
+the frames' original size; precision and speed-ups are the model's.
 """
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.data.catalog import Metadata
@@ -27,23 +20,15 @@ from detectron2.modeling import build_model
 from torch import Tensor
 
 from .data.preprocess import FramePreprocessor
-from .inference import (
-    FrameInstances,
-    FrameOutputs,
-    MaskGeometry,
-    OnlineTrackScorer,
-    Size,
-    VideoResult,
-    VideoResultAccumulator,
-    WindowOutputs,
-)
 from .modeling import MinVISCheckpointer, VideoInputError, VideoMaskFormer_frame
+from .modeling.speedups import apply_speedups
+from .tracking import FrameInstances, Size, VideoResult
 
 __all__ = ["VideoPredictor"]
 
 
 class VideoPredictor:
-    """Online video instance segmentation of a stream of frames with a built model.
+    """Video instance segmentation of decoded frames with a built model.
 
     Usage::
 
@@ -60,32 +45,27 @@ class VideoPredictor:
         class_names: Sequence[str] | None = None,
         category_ids: Sequence[int] | None = None,
         score_threshold: float = 0.5,
-        amp: bool = False,
     ) -> None:
         """
         Args:
-            model: a built MinVIS model (in eval mode while predicting); it runs on its device.
+            model: a built MinVIS model; it runs on its device, in eval mode, with
+                :func:`~minvis.modeling.speedups.apply_speedups`.
             preprocess: turns a decoded frame into the model's input (the test resize).
             class_names: name of each class (default: ``class i``).
             category_ids: dataset category id of each class, the submission's
                 ``category_id`` (default: ``i + 1``).
-            score_threshold: a track is reported on a frame when its running score is at
-                least this and its mask there is non-empty.
-            amp: run the image model under ``torch.autocast`` (float16) on CUDA; outputs
-                are cast to float32 before tracking. Ignored on the CPU.
+            score_threshold: a streamed track is reported on a frame when its running
+                score is at least this and its mask there is non-empty.
         """
         num_classes = model.sem_seg_head.num_classes
-        self.model = model.eval()
+        self.model = apply_speedups(model.eval())
         self.preprocess = preprocess
         self.class_names = list(class_names or (f"class {i}" for i in range(num_classes)))
         self.category_ids = list(category_ids or range(1, num_classes + 1))
         self.score_threshold = score_threshold
-        self.amp = amp and self.model.device.type == "cuda"
 
     @classmethod
-    def from_config(
-        cls, cfg: CfgNode, *, score_threshold: float = 0.5, amp: bool = False
-    ) -> "VideoPredictor":
+    def from_config(cls, cfg: CfgNode, *, score_threshold: float = 0.5) -> "VideoPredictor":
         """Build the model of a full MinVIS config (:func:`minvis.config.build_config`) on
         ``MODEL.DEVICE``, load ``MODEL.WEIGHTS`` (strict) if set, and wrap it.
 
@@ -108,71 +88,35 @@ class VideoPredictor:
             class_names=None if metadata is None else metadata.thing_classes,
             category_ids=None if id_map is None else sorted(id_map, key=id_map.__getitem__),
             score_threshold=score_threshold,
-            amp=amp,
         )
 
     def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[FrameInstances]:
-        """Track the instances of one video, yielding each frame's as soon as it is done.
+        """Each frame's tracks as soon as it is processed; RGB ``uint8 [H, W, 3]`` frames
+        of one size, in order. Memory does not grow with the video."""
+        size, inputs = self._inputs(frames)
+        yield from self.model.track_stream(inputs, size, self.score_threshold)
 
-        Args:
-            frames: RGB ``uint8 [H, W, 3]`` frames of one size, in order.
-        """
-        scorer: OnlineTrackScorer | None = None
-        for outputs, geometry in self._frame_outputs(frames):
-            if scorer is None:
-                scorer = OnlineTrackScorer(
-                    geometry, score_threshold=self.score_threshold, tracking=self.model.tracking
-                )
-            yield scorer.step(outputs)
+    def track_video(self, frames: Iterable[np.ndarray]) -> VideoResult:
+        """The paper-exact result of one video: the model's ``top_k`` instances with
+        video-level class and score (masks computed per frame when the result is read)."""
+        size, inputs = self._inputs(frames)
+        return self.model.track_video({"image": inputs, "height": size[0], "width": size[1]})
 
-    def video_result(self, frames: Iterable[np.ndarray]) -> VideoResult:
-        """The paper-exact video-level result of one video (the model's ``top_k``
-        instances with video-level class and score, as ``model.track_video`` with one
-        frame per window), from frames fed one at a time.
-
-        Keeps what the paper's result needs until the last frame: per frame the ``[Q, h,
-        w]`` mask logits (on disk with ``MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK``) and
-        the track permutation; the result computes each frame's masks when iterated.
-
-        Args:
-            frames: RGB ``uint8 [H, W, 3]`` frames of one size, in order.
-        """
-        accumulator: VideoResultAccumulator | None = None
-        for outputs, geometry in self._frame_outputs(frames):
-            if accumulator is None:
-                accumulator = VideoResultAccumulator(
-                    geometry,
-                    top_k=self.model.top_k,
-                    spill_to_disk=self.model.spill_masks_to_disk,
-                    tracking=self.model.tracking,
-                )
-            accumulator.add_frame(outputs)
-        if accumulator is None:
+    def _inputs(self, frames: Iterable[np.ndarray]) -> tuple[Size, Iterator[Tensor]]:
+        """The original size (of frame 0) and the checked, preprocessed frames, lazily."""
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
             raise VideoInputError("the video has no frames")
-        return accumulator.finalize()
+        _check_frame(first, 0, None)
+        size = first.shape[:2]
 
-    def _frame_outputs(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[FrameOutputs, MaskGeometry]]:
-        """Check, preprocess and run each RGB ``uint8 [H, W, 3]`` frame; yield its outputs
-        and the geometry from the model's mask grid to the frame's original size."""
-        first_size: Size | None = None
-        for index, frame in enumerate(frames):
-            _check_frame(frame, index, first_size)
-            first_size = first_size or frame.shape[:2]
-            outputs, window = self.run_model(self.preprocess(frame))  # preprocess: uint8 [3, h, w]
-            yield outputs, window.geometry(first_size)
+        def inputs() -> Iterator[Tensor]:
+            for index, frame in enumerate(itertools.chain([first], frames)):
+                _check_frame(frame, index, size)
+                yield self.preprocess(frame)  # uint8 [3, h, w]
 
-    @torch.no_grad()
-    def run_model(self, image: Tensor) -> tuple[FrameOutputs, WindowOutputs]:
-        """Outputs of one ``[3, h, w]`` model-input frame, as float32 on the model's device.
-
-        Returns:
-            The frame's :class:`~minvis.inference.FrameOutputs` and the one-frame
-            :class:`~minvis.inference.WindowOutputs` it comes from (with the input sizes).
-        """
-        with torch.autocast(self.model.device.type, dtype=torch.float16, enabled=self.amp):
-            window = next(self.model.frame_outputs([image]))
-        (outputs,) = window.frames()
-        return outputs.float(), window
+        return size, inputs()
 
 
 def _class_metadata(cfg: CfgNode) -> Metadata | None:
@@ -185,7 +129,7 @@ def _class_metadata(cfg: CfgNode) -> Metadata | None:
     return None
 
 
-def _check_frame(frame: object, index: int, size: tuple[int, int] | None) -> None:
+def _check_frame(frame: object, index: int, size: Size | None) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         what = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise VideoInputError(f"frame {index}: expected an RGB uint8 [H, W, 3] array, got {what}")

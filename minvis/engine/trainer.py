@@ -9,21 +9,17 @@ Differences from detectron2 0.6's trainer:
 * checkpoints hold the optimizer (and AMP grad-scaler) state, so ``--resume`` continues
   AdamW's moments: detectron2 0.6's trainer leaves them out (detectron2 issue #4110,
   fixed upstream after 0.6 under the same ``_trainer`` key);
-* evaluation asks the model for its typed video results (``track_video``) instead of the
-  official dicts with dense masks, so the evaluator encodes masks one frame at a time.
+* the model gets this project's speed-ups (:func:`~minvis.modeling.speedups.apply_speedups`).
 
 As the official trainer: the LR scheduler comes from detectron2's DeepLab project
 (``SOLVER.LR_SCHEDULER_NAME`` ``WarmupPolyLR`` besides detectron2's own), and
-evaluation runs under CUDA autocast (float16) when ``TEST.AMP.ENABLED`` and the model is
-on CUDA (:func:`use_eval_autocast`); the model tracks in float32 either way.
+evaluation runs in float16 on CUDA when ``TEST.AMP.ENABLED`` (the model's precision
+setting, :mod:`minvis.modeling.precision`).
 """
 
-import contextlib
-import itertools
 import logging
 import os
 import weakref
-from collections import OrderedDict
 
 import torch
 from detectron2.config import CfgNode
@@ -36,8 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from minvis.data.build import build_ytvis_test_loader, build_ytvis_train_loader
 from minvis.evaluation.evaluator import YTVISEvaluator
-from minvis.inference import VideoResult
 from minvis.modeling import MinVISCheckpointer
+from minvis.modeling.speedups import apply_speedups
 
 from .optimizer import build_optimizer
 
@@ -51,33 +47,6 @@ def wrap_distributed(model: nn.Module) -> nn.Module:
     on_cuda = next(model.parameters()).device.type == "cuda"
     device_ids = [comm.get_local_rank()] if on_cuda else None
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
-
-
-def use_eval_autocast(enabled: bool, device: torch.device | str) -> bool:
-    """Whether evaluation runs the model under CUDA autocast: ``TEST.AMP.ENABLED`` on a
-    CUDA device (float32 on the CPU, whatever the key)."""
-    return enabled and torch.device(device).type == "cuda"
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (the CPU for an empty model)."""
-    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-    return torch.device("cpu") if tensor is None else tensor.device
-
-
-class TrackedVideos(nn.Module):
-    """Evaluation view of a video model: one :class:`~minvis.inference.VideoResult` per
-    input video, from its ``track_video`` (models without one are called as they are)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model.module if isinstance(model, DistributedDataParallel) else model
-
-    def forward(self, batched_inputs: list[dict]) -> list[VideoResult] | dict:
-        track_video = getattr(self.model, "track_video", None)
-        if track_video is None:
-            return self.model(batched_inputs)
-        return [track_video(video) for video in batched_inputs]
 
 
 class Trainer(DefaultTrainer):
@@ -113,6 +82,10 @@ class Trainer(DefaultTrainer):
             logger.warning("The checkpoint has no optimizer state (detectron2 0.6 format): it starts afresh.")
 
     @classmethod
+    def build_model(cls, cfg: CfgNode) -> nn.Module:
+        return apply_speedups(super().build_model(cfg))
+
+    @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
         return build_optimizer(cfg, model)
 
@@ -137,9 +110,3 @@ class Trainer(DefaultTrainer):
             if len(cfg.DATASETS.TEST) > 1:
                 output_folder = os.path.join(output_folder, dataset_name)
         return YTVISEvaluator(dataset_name, output_dir=output_folder)
-
-    @classmethod
-    def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None) -> OrderedDict:
-        autocast = use_eval_autocast(cfg.TEST.AMP.ENABLED, model_device(model))
-        with torch.autocast("cuda", dtype=torch.float16) if autocast else contextlib.nullcontext():
-            return super().test(cfg, TrackedVideos(model), evaluators)

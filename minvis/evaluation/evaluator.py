@@ -1,11 +1,9 @@
 """``YTVISEvaluator``: submission files and, when ground truth exists, the YouTube-VIS metric.
 
-Per video, the model's instances become server entries with a compressed RLE on every
-frame (an all-zero one where the instance is absent, as the official release writes).
-The model's output is either its typed :class:`~minvis.inference.VideoResult` (what
-:meth:`Trainer.test <minvis.engine.Trainer.test>` asks for: masks are computed and
-encoded one frame at a time, so memory stays bounded on long videos) or the official
-eval-mode dict (dense masks, held for one video). Entries are gathered to the main
+Per video, the model's instances (its :class:`~minvis.tracking.VideoResult`) become
+server entries with a compressed RLE on every frame (an all-zero one where the instance
+is absent, as the official release writes); masks are computed and encoded one frame at
+a time, so memory stays bounded on long videos. Entries are gathered to the main
 process, which writes ``OUTPUT_DIR/inference/results.json`` and ``results.zip``
 (results.json at the archive root, as the servers require) and scores them if the
 dataset is annotated.
@@ -32,7 +30,7 @@ from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
 from minvis.data.ytvis import ytvis_metadata
-from minvis.inference import VideoResult
+from minvis.tracking import VideoResult
 from minvis.ytvis_format import SubmissionWriter, encode_masks, read_annotations_json, zip_results
 
 from .ytvis_metric import YTVISMetrics, evaluate_ytvis
@@ -42,19 +40,11 @@ logger = logging.getLogger(__name__)
 PER_CLASS_TABLE_COLUMNS = 6  # (category, AP) pairs side by side, as detectron2's evaluators
 
 
-def video_entries(
-    video_id: int, output: VideoResult | dict, contiguous_to_dataset_id: dict[int, int]
-) -> list[dict]:
-    """Server entries for one video's model output (a ``VideoResult`` or the official dict)."""
-    if isinstance(output, VideoResult):
-        scores, labels = output.scores, output.labels
-        # Per frame [k, H, W] bool -> k RLE, regrouped per instance.
-        per_frame = [encode_masks(frame.numpy()) for frame in output.frame_masks()]
-        segmentations = [list(instance) for instance in zip(*per_frame)] if per_frame else []
-    else:
-        scores, labels = output["pred_scores"], output["pred_labels"]
-        # [T, H, W] bool per instance -> per frame RLE.
-        segmentations = [encode_masks(mask.cpu().numpy()) for mask in output["pred_masks"]]
+def video_entries(video_id: int, output: VideoResult, contiguous_to_dataset_id: dict[int, int]) -> list[dict]:
+    """Server entries for one video's model output."""
+    # Per frame [k, H, W] bool -> k RLE, regrouped per instance.
+    per_frame = [encode_masks(frame.numpy()) for frame in output.frame_masks()]
+    segmentations = [list(instance) for instance in zip(*per_frame)] if per_frame else []
     return [
         {
             "video_id": int(video_id),
@@ -62,7 +52,7 @@ def video_entries(
             "score": float(score),
             "segmentations": list(segms),
         }
-        for score, label, segms in zip(scores, labels, segmentations)
+        for score, label, segms in zip(output.scores, output.labels, segmentations)
     ]
 
 
@@ -131,9 +121,9 @@ class YTVISEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._entries = []
 
-    def process(self, inputs: list[dict], outputs: VideoResult | dict | list) -> None:
+    def process(self, inputs: list[dict], outputs: VideoResult | list[VideoResult]) -> None:
         # The model takes one video per call and returns one result for it.
-        outputs = [outputs] if isinstance(outputs, VideoResult | dict) else outputs
+        outputs = [outputs] if isinstance(outputs, VideoResult) else outputs
         for video, output in zip(inputs, outputs):
             self._entries.extend(video_entries(video["video_id"], output, self._contiguous_to_dataset_id))
 

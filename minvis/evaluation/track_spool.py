@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from minvis.inference import FrameInstances
+from minvis.tracking import FrameInstances
 from minvis.ytvis_format import RLE, encode_masks
 
 from ..closing import ClosedOnExit

@@ -8,13 +8,11 @@ the image model (backbones, pixel decoder, transformer decoder, head).
 import mask2former  # noqa: F401  (registers the image model)
 
 from .checkpoint import CheckpointLoadError, MinVISCheckpointer
-from .video_model import VideoInputError, VideoMaskFormer_frame, build_criterion, tracking_options
+from .video_model import VideoInputError, VideoMaskFormer_frame
 
 __all__ = [
     "CheckpointLoadError",
     "MinVISCheckpointer",
     "VideoInputError",
     "VideoMaskFormer_frame",
-    "build_criterion",
-    "tracking_options",
 ]

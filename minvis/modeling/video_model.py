@@ -5,17 +5,16 @@ Mask2Former losses (the paper trains the image model only). Optionally
 (``MODEL.MINVIS.SUPERVISED_MATCHING``) a hinge loss ties each instance's queries across
 the two sampled frames of a video (:mod:`minvis.modeling.supervised_matching`).
 
-Inference: the image model runs on the frames of one video, a window of frames at a
-time (:class:`~minvis.inference.WindowOutputs`); each frame's outputs are tracked by
-query matching (:mod:`minvis.tracking`) as they come, so accelerator memory does not
-grow with the video. :meth:`VideoMaskFormer_frame.track_video` returns the typed
-:class:`~minvis.inference.VideoResult`; ``forward`` returns it in the official dict.
+Inference: :meth:`VideoMaskFormer_frame.frame_outputs` runs the image model on the
+frames, ``frames_per_forward`` at a time, and the tracker (:mod:`minvis.tracking`)
+consumes them as they come: :meth:`~VideoMaskFormer_frame.track_video` gives the paper's
+video-level result, :meth:`~VideoMaskFormer_frame.track_stream` each frame's tracks at
+once. ``forward`` returns the video result, which reads as the official eval-mode dict.
 """
 
 import contextlib
 import itertools
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -25,14 +24,12 @@ from torch import Tensor, nn
 
 from mask2former.criterion import SetCriterion
 from mask2former.matcher import HungarianMatcher
-from minvis.inference import VideoResult, VideoResultAccumulator, WindowOutputs
-from minvis.tracking import PAPER_TRACKING, TrackingOptions, matching_cost_terms
+from mask2former.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn
+from minvis import tracking
+from minvis.tracking import CostFn, FrameInstances, FrameOutputs, Size, VideoResult
 
-from .folded_batchnorm import fold_frozen_batchnorm
+from .precision import AUTOCAST_DTYPES, float32, float32_islands, resolve_precision
 from .supervised_matching import supervised_matching_loss
-
-# MODEL.MASK_FORMER.TEST.PRECISION -> autocast dtype of the image model (None: float32).
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 class VideoInputError(ValueError):
@@ -51,11 +48,10 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         size_divisibility: int,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
-        window_inference: bool,
-        window_size: int,
-        top_k: int,
+        frames_per_forward: int = 1,
+        top_k: int = 10,
         spill_masks_to_disk: bool = True,
-        tracking: TrackingOptions = PAPER_TRACKING,
+        tracking_cost: CostFn = tracking.query_cost,
         supervised_matching_weight: float = 0.0,
         supervised_matching_margin: float = 0.0,
         precision: str = "fp32",
@@ -66,18 +62,17 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             criterion: Mask2Former set criterion; its ``weight_dict`` weights the losses.
             size_divisibility: pad inputs to a multiple of this (< 0: the backbone's).
             pixel_mean, pixel_std: per-channel normalisation of the input frames.
-            window_inference: at test time run the image model on ``window_size`` frames
-                at a time instead of on the whole video at once.
-            window_size: frames per window.
+            frames_per_forward: frames the image model runs on at once in inference
+                (same results for any value; one is the fastest and keeps memory flat).
             top_k: video-level instances returned per video.
             spill_masks_to_disk: keep the per-frame mask logits that the video-level
-                result needs in a temporary file instead of in memory (same results;
-                memory then does not grow with the video, see ``VideoResultAccumulator``).
-            tracking: how queries are matched across frames (default: the paper's).
+                result needs in a temporary file (see :func:`minvis.tracking.track_video`).
+            tracking_cost: ``[tracks, queries]`` matching cost (default: the paper's).
             supervised_matching_weight: weight of the supervised matching loss
                 ``loss_match`` (0: not computed, the paper's training).
             supervised_matching_margin: its margin.
-            precision: inference precision, ``fp32`` or ``bf16`` (autocast).
+            precision: inference precision, ``fp32``, ``fp16`` or ``bf16``
+                (:mod:`minvis.modeling.precision`).
         """
         super().__init__()
         self.backbone = backbone
@@ -86,71 +81,96 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         self.size_divisibility = backbone.size_divisibility if size_divisibility < 0 else size_divisibility
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
-        if window_size < 1:
-            raise ValueError(f"MODEL.MASK_FORMER.TEST.WINDOW_SIZE must be >= 1, got {window_size}")
-        self.window_inference = window_inference
-        self.window_size = window_size
+        if frames_per_forward < 1:
+            raise ValueError(f"MODEL.MASK_FORMER.TEST.WINDOW_SIZE must be >= 1, got {frames_per_forward}")
+        self.frames_per_forward = frames_per_forward
         self.top_k = top_k
         self.spill_masks_to_disk = spill_masks_to_disk
-        self.tracking = tracking
+        self.tracking_cost = tracking_cost
         self.supervised_matching_weight = supervised_matching_weight
         self.supervised_matching_margin = supervised_matching_margin
-        if precision not in AUTOCAST_DTYPES:
-            raise ValueError(
-                f"MODEL.MASK_FORMER.TEST.PRECISION must be one of {list(AUTOCAST_DTYPES)}, got {precision!r}"
-            )
-        self.autocast_dtype = AUTOCAST_DTYPES[precision]
-        # Convolutions are faster on channels-last tensors (oneDNN on CPU, cuDNN on GPU).
-        self.to(memory_format=torch.channels_last)
-        fold_frozen_batchnorm(self.backbone)  # in inference; the parameters are unchanged
+        self.inference_dtype = AUTOCAST_DTYPES[precision]
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
         backbone = build_backbone(cfg)
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
-        supervised = cfg.MODEL.MINVIS.SUPERVISED_MATCHING
+        mf, supervised = cfg.MODEL.MASK_FORMER, cfg.MODEL.MINVIS.SUPERVISED_MATCHING
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
             "criterion": build_criterion(cfg, sem_seg_head.num_classes),
-            "size_divisibility": cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY,
+            "size_divisibility": mf.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
-            "window_inference": cfg.MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE,
-            "window_size": cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE,
-            "top_k": cfg.MODEL.MASK_FORMER.TEST.TOP_K,
-            "spill_masks_to_disk": cfg.MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK,
-            "tracking": tracking_options(cfg),
+            # WINDOW_INFERENCE False: one frame per forward (official: the whole video at
+            # once, which gives the same results with a memory peak that grows with T).
+            "frames_per_forward": mf.TEST.WINDOW_SIZE if mf.TEST.WINDOW_INFERENCE else 1,
+            "top_k": mf.TEST.TOP_K,
+            "spill_masks_to_disk": mf.TEST.SPILL_MASKS_TO_DISK,
+            "tracking_cost": tracking.matching_cost(
+                cfg.MODEL.MINVIS.MATCHING,
+                class_weight=mf.CLASS_WEIGHT,
+                mask_weight=mf.MASK_WEIGHT,
+                dice_weight=mf.DICE_WEIGHT,
+            ),
             "supervised_matching_weight": supervised.WEIGHT if supervised.ENABLED else 0.0,
             "supervised_matching_margin": supervised.MARGIN,
-            "precision": cfg.MODEL.MASK_FORMER.TEST.PRECISION,
+            "precision": resolve_precision(cfg),
         }
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def forward(self, batched_inputs: list[dict]) -> dict:
+    def forward(self, batched_inputs: list[dict]) -> dict | VideoResult:
         """
         Training: ``batched_inputs`` are video dicts with ``image`` (list of ``[3, H, W]``
         frames) and ``instances`` (one detectron2 ``Instances`` per frame with
         ``gt_classes``, ``gt_ids``, ``gt_masks``); returns the weighted losses.
 
-        Eval: one video ``[{"image": [frames], "height": h, "width": w}]``; returns
-        ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (official format:
-        dense masks; :meth:`track_video` gives the result with masks computed per frame).
+        Eval: one video ``[{"image": [frames], "height": h, "width": w}]``; returns its
+        :meth:`track_video` result, which reads as the official dict ``{"image_size",
+        "pred_scores", "pred_labels", "pred_masks"}``.
         """
         if self.training:
             return self.losses(batched_inputs)
         if len(batched_inputs) != 1:
             raise VideoInputError(f"inference takes one video per call, got {len(batched_inputs)}")
-        return self.track_video(batched_inputs[0]).to_dict()
+        return self.track_video(batched_inputs[0])
+
+    def float32_islands(self, dtype: torch.dtype) -> list[nn.Module]:
+        """The parts that run in float32 when the network runs under autocast to ``dtype``.
+
+        * Training, and float16 (the official AMP): the pixel decoder, as the official
+          code runs it.
+        * bfloat16 inference: the deformable attention layers (a bfloat16 sampling location
+          would be off by up to a quarter pixel on an 80-pixel-wide level) and the
+          transformer decoder (its 100-query matmuls gain little from bfloat16, and the
+          embeddings that tracking compares stay exact).
+        """
+        head = self.sem_seg_head
+        if self.training or dtype == torch.float16:
+            return [head.pixel_decoder]
+        return [head.predictor] + [m for m in head.pixel_decoder.modules() if isinstance(m, MSDeformAttn)]
+
+    def _network(self, images: Tensor) -> dict:
+        """Backbone + head on ``[N, 3, H, W]`` images, in the precision of the one setting:
+        inference enters autocast to ``inference_dtype``; training runs in the caller's
+        (the trainer's AMP); either way the :meth:`float32_islands` stay float32."""
+        device, dtype = images.device.type, self.inference_dtype
+        low_precision = dtype is not None and not self.training
+        with torch.autocast(device, dtype=dtype) if low_precision else contextlib.nullcontext():
+            autocast = torch.is_autocast_enabled(device)
+            islands = self.float32_islands(torch.get_autocast_dtype(device)) if autocast else []
+            with float32_islands(islands):
+                return self.sem_seg_head(self.backbone(images))
 
     # ----------------------------------------------------------------- training
     def losses(self, batched_inputs: list[dict]) -> dict[str, Tensor]:
         frames = [frame.to(self.device) for video in batched_inputs for frame in video["image"]]
         images = self._to_image_list(frames)
-        outputs = self.sem_seg_head(self.backbone(images.tensor))
+        outputs = self._network(images.tensor)
         embds = outputs.pop("pred_embds")  # [F, Q, C]
         targets = self._frame_targets(batched_inputs, images.tensor.shape[-2:])
         losses, indices = self.criterion.forward_with_indices(outputs, targets)
@@ -185,79 +205,59 @@ class VideoMaskFormer_frame(nn.Module):  # official name
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
     def track_video(self, video: dict) -> VideoResult:
-        """Run the image model on all frames of ``video``, track its queries, and return
-        the video-level result (the ``top_k`` instances; masks computed frame by frame
-        when the result's user asks for them).
+        """The paper's result for ``video``: its ``top_k`` instances, masks computed frame
+        by frame when the result's user asks for them.
 
         ``video["image"]`` is a list of ``[3, H, W]`` frames (the official input) or any
-        iterable of them; it is consumed once, in order, window by window, so a generator
-        that decodes frames on demand keeps only a window of them in memory. Masks are
-        reported at ``(video["height"], video["width"])`` (default: the input size).
+        iterable of them, consumed once, in order, so a generator that decodes frames on
+        demand keeps only a window of them in memory. Masks are reported at
+        ``(video["height"], video["width"])`` (default: the input size).
         """
         frames = _checked_frames(video.get("image"))
         first = next(frames)
         output_size = (video.get("height", first.shape[-2]), video.get("width", first.shape[-1]))
-        accumulator = None
-        # One autocast context per video (none in fp32): the weights are cast to low
-        # precision once, not once per window.
-        with self._autocast():
-            for window in self.frame_outputs(itertools.chain([first], frames)):
-                if accumulator is None:
-                    accumulator = VideoResultAccumulator(
-                        window.geometry(output_size),
-                        top_k=self.top_k,
-                        spill_to_disk=self.spill_masks_to_disk,
-                        tracking=self.tracking,
-                    )
-                # The image model may have run under autocast (bf16 here, float16 in CUDA
-                # evaluation): tracking and video-level scores run on float32 outputs.
-                with torch.autocast(self.device.type, enabled=False):
-                    for frame in window.frames():
-                        accumulator.add_frame(frame.float())
-        return accumulator.finalize()
+        # Autocast keeps its low-precision copies of the weights while any autocast
+        # context is open: this one spans the video, so they are made once per video.
+        with float32(self.device.type):
+            return tracking.track_video(
+                self.frame_outputs(itertools.chain([first], frames)),
+                output_size,
+                top_k=self.top_k,
+                cost=self.tracking_cost,
+                spill_to_disk=self.spill_masks_to_disk,
+            )
 
-    def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[WindowOutputs]:
-        """Yield the image model's outputs window by window.
-
-        ``frames`` (``[3, H, W]`` each, one size) are consumed lazily, one window at a time
-        (one frame at a time without window inference: frames are independent images, and
-        one-frame forwards are the fastest and keep memory flat). Each window holds
-        ``logits [n, Q, K+1]``, ``masks [n, Q, H_pad/4, W_pad/4]`` and ``embds [n, Q, C]``
-        of the next ``n`` frames.
-        """
-        frames = iter(frames)
-        size = self.window_size if self.window_inference else 1
-        while window := list(itertools.islice(frames, size)):
-            yield self._window_outputs(window)
-
-    def _window_outputs(self, frames: list[Tensor]) -> WindowOutputs:
-        """Outputs of a batch of frames of one size.
-
-        The full head outputs and the normalised inputs are dropped on return, so they do
-        not stay alive while the caller computes the next window.
-        """
-        images = self._to_image_list([f.to(self.device) for f in frames])
-        with self._autocast():
-            outputs = self.sem_seg_head(self.backbone(images.tensor))
-        return WindowOutputs(
-            logits=outputs["pred_logits"],
-            masks=outputs["pred_masks"],
-            embds=outputs["pred_embds"],
-            image_size=tuple(images.image_sizes[0]),
-            padded_size=tuple(images.tensor.shape[-2:]),
+    @torch.no_grad()
+    def track_stream(
+        self, frames: Iterable[Tensor], output_size: Size | None = None, score_threshold: float = 0.5
+    ) -> Iterator[FrameInstances]:
+        """Each frame's tracks with running scores as soon as the frame is processed
+        (:func:`minvis.tracking.track_stream`), at ``output_size`` (default: input size)."""
+        frames = _checked_frames(frames)
+        first = next(frames)
+        yield from tracking.track_stream(
+            self.frame_outputs(itertools.chain([first], frames)),
+            output_size or tuple(first.shape[-2:]),
+            score_threshold=score_threshold,
+            cost=self.tracking_cost,
         )
 
-    def _autocast(self) -> AbstractContextManager:
-        """Autocast to MODEL.MASK_FORMER.TEST.PRECISION; for fp32 no context at all, so that
-        an outer autocast (the evaluator's float16 on CUDA) stays in effect."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+    def frame_outputs(self, frames: Iterable[Tensor]) -> Iterator[FrameOutputs]:
+        """The image model's float32 outputs of each ``[3, H, W]`` frame (one size), run
+        ``frames_per_forward`` at a time; frames are read lazily, a forward's worth at a time."""
+        frames = iter(frames)
+        while window := list(itertools.islice(frames, self.frames_per_forward)):
+            images = self._to_image_list([f.to(self.device) for f in window])
+            outputs = self._network(images.tensor)
+            sizes = tuple(images.image_sizes[0]), tuple(images.tensor.shape[-2:])
+            fields = (outputs[key].float() for key in ("pred_logits", "pred_masks", "pred_embds"))
+            for logits, masks, embds in zip(*fields, strict=True):  # [Q, K+1], [Q, h, w], [Q, C]
+                yield FrameOutputs(logits, masks, embds, *sizes)
 
     def _to_image_list(self, frames: list[Tensor]) -> ImageList:
         normalized = [(f - self.pixel_mean) / self.pixel_std for f in frames]
         images = ImageList.from_tensors(normalized, self.size_divisibility)
-        # [N, 3, H, W], channels-last like the convolution weights.
+        # [N, 3, H, W], channels-last like the convolution weights (minvis.modeling.speedups).
         return ImageList(images.tensor.contiguous(memory_format=torch.channels_last), images.image_sizes)
 
 
@@ -307,15 +307,3 @@ def build_criterion(cfg: CfgNode, num_classes: int) -> SetCriterion:
         oversample_ratio=mf.OVERSAMPLE_RATIO,
         importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
     )
-
-
-def tracking_options(cfg: CfgNode) -> TrackingOptions:
-    """The tracker settings of ``MODEL.MINVIS`` (the paper's by default)."""
-    minvis, mask_former = cfg.MODEL.MINVIS, cfg.MODEL.MASK_FORMER
-    terms = matching_cost_terms(
-        minvis.MATCHING,
-        class_weight=mask_former.CLASS_WEIGHT,
-        mask_weight=mask_former.MASK_WEIGHT,
-        dice_weight=mask_former.DICE_WEIGHT,
-    )
-    return TrackingOptions(terms, minvis.TRACK_MEMORY_MOMENTUM, minvis.MIN_MATCH_SIMILARITY)

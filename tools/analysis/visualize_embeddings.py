@@ -48,9 +48,8 @@ from minvis.data.synthetic import (
     stress_spec,
     video_rng,
 )
-from minvis.inference import FrameOutputs
 from minvis.modeling import MinVISCheckpointer
-from minvis.tracking import unit_rows
+from minvis.tracking import FrameOutputs, unit_rows
 
 UNASSIGNED = -1
 UNASSIGNED_COLOR = "#b0b0b0"
@@ -94,15 +93,13 @@ def frame_assignment(
     frame: FrameOutputs,
     gt_masks: np.ndarray,
     gt_labels: list[int],
-    image_size: tuple[int, int],
-    padded_size: tuple[int, int],
 ) -> np.ndarray:
     """``[Q]`` ground-truth instance (or UNASSIGNED) of each query of one frame.
 
     ``frame`` holds the frame's outputs; ``gt_masks [G, H, W]`` its ground truth at the
-    original size, resized to the model input (``image_size``) and padded like it
-    (``padded_size``) before matching.
+    original size, resized to the model input and padded like it before matching.
     """
+    image_size, padded_size = frame.image_size, frame.padded_size
     assignment = np.full(len(frame.logits), UNASSIGNED)
     present = np.flatnonzero(gt_masks.reshape(len(gt_masks), -1).any(axis=1))  # [N]
     if len(present) == 0:
@@ -126,12 +123,10 @@ def query_assignments(
     images = [preprocess(frame) for frame in video.frames]  # [3, h, w] each
     embeddings, assignments = [], []
     torch.manual_seed(seed)  # the matcher samples random points
-    for window in model.frame_outputs(images):
-        for frame in window.frames():
-            gt_masks = video.masks[:, len(assignments)]  # [G, H, W]
-            args = (frame, gt_masks, video.labels, window.image_size, window.padded_size)
-            assignments.append(frame_assignment(model.criterion.matcher, *args))
-            embeddings.append(unit_rows(frame.embds).cpu().numpy())
+    for frame in model.frame_outputs(images):
+        gt_masks = video.masks[:, len(assignments)]  # [G, H, W]
+        assignments.append(frame_assignment(model.criterion.matcher, frame, gt_masks, video.labels))
+        embeddings.append(unit_rows(frame.embds).cpu().numpy())
     return np.stack(embeddings), np.stack(assignments)
 
 

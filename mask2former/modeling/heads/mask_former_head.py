@@ -2,7 +2,6 @@
 
 import logging
 
-import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
@@ -29,7 +28,6 @@ class MaskFormerHead(nn.Module):
         pixel_decoder: nn.Module,
         transformer_predictor: nn.Module,
         transformer_in_feature: str,
-        float32_decoder_inference: bool = False,
     ):
         """
         Args:
@@ -37,10 +35,6 @@ class MaskFormerHead(nn.Module):
             pixel_decoder: ``MSDeformAttnPixelDecoder`` (multi-scale maps + mask features).
             transformer_predictor: the masked-attention transformer decoder.
             transformer_in_feature: must be ``multi_scale_pixel_decoder``.
-            float32_decoder_inference: in eval mode run the transformer decoder in float32
-                even under an enclosing autocast (the opt-in bfloat16 CPU inference: its
-                small matmuls gain nothing from bfloat16 and the query embeddings that
-                tracking compares stay exact). Off (official): it follows the autocast.
         """
         super().__init__()
         if transformer_in_feature != MULTI_SCALE_FEATURE:
@@ -51,7 +45,6 @@ class MaskFormerHead(nn.Module):
         self.num_classes = num_classes
         self.pixel_decoder = pixel_decoder
         self.predictor = transformer_predictor
-        self.float32_decoder_inference = float32_decoder_inference
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -61,15 +54,11 @@ class MaskFormerHead(nn.Module):
             "pixel_decoder": build_pixel_decoder(cfg, input_shape),
             "transformer_in_feature": cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE,
             "transformer_predictor": build_transformer_decoder(cfg, head.CONVS_DIM, mask_classification=True),
-            "float32_decoder_inference": cfg.MODEL.MASK_FORMER.TEST.PRECISION != "fp32",
         }
 
     def forward(self, features: dict[str, Tensor]) -> dict:
-        mask_features, _, multi_scale_features = self.pixel_decoder.forward_features(features)
-        if self.training or not self.float32_decoder_inference:
-            return self.predictor(multi_scale_features, mask_features)
-        with torch.autocast(mask_features.device.type, enabled=False):
-            return self.predictor([f.float() for f in multi_scale_features], mask_features.float())
+        mask_features, _, multi_scale_features = self.pixel_decoder(features)
+        return self.predictor(multi_scale_features, mask_features)
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

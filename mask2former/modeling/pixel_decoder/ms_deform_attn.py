@@ -4,19 +4,9 @@ import math
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .ms_deform_attn_op import ms_deform_attn, ms_deform_attn_from_offsets, uses_cpu_kernel
-
-
-def _softmax_last(x: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dimension; on CPU about 6x faster than ``F.softmax`` for the
-    short (levels x points) rows here, which it does not vectorise."""
-    if x.device.type != "cpu":
-        return F.softmax(x, -1)
-    exp = (x - x.amax(-1, keepdim=True)).exp()
-    return exp / exp.sum(-1, keepdim=True)
+from .ms_deform_attn_op import ms_deform_attn_from_offsets
 
 
 class MSDeformAttn(nn.Module):
@@ -113,30 +103,13 @@ class MSDeformAttn(nn.Module):
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         value = value.view(batch, num_inputs, self.n_heads, self.d_model // self.n_heads)
 
-        # Sampling locations and weights in float32 even under autocast: a bfloat16
-        # location would be off by up to a quarter pixel on an 80-pixel-wide level.
-        with torch.autocast(device_type=query.device.type, enabled=False):
-            query = query.float().reshape(batch * num_queries, self.d_model)
-            offsets = self._scaled_offsets(query, input_spatial_shapes)  # [N * Q, M * L * P * 2]
-            logits = self.attention_weights(query)  # [N * Q, M * L * P]
-        value = value.float()
-        reference_points = reference_points.float()
+        query = query.reshape(batch * num_queries, self.d_model)
+        offsets = self._scaled_offsets(query, input_spatial_shapes)  # [N * Q, M * L * P * 2]
+        logits = self.attention_weights(query)  # [N * Q, M * L * P]
         offsets = offsets.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
         logits = logits.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
-        if uses_cpu_kernel(value, reference_points, offsets, logits):
-            # The kernel adds the offsets to the reference points and takes the softmax.
-            output = ms_deform_attn_from_offsets(
-                value, input_spatial_shapes, input_level_start_index, reference_points, offsets, logits
-            )  # [N, Q, C]
-        else:
-            locations = reference_points[:, :, None, :, None, :] + offsets  # [N, Q, M, L, P, 2]
-            weights = _softmax_last(logits.flatten(-2)).view_as(logits)  # over levels x points
-            output = ms_deform_attn(
-                value,
-                input_spatial_shapes,
-                input_level_start_index,
-                locations,
-                weights,
-                self.im2col_step,
-            )  # [N, Q, C]
+        shapes, starts = input_spatial_shapes, input_level_start_index
+        output = ms_deform_attn_from_offsets(
+            value, shapes, starts, reference_points, offsets, logits, self.im2col_step
+        )  # [N, Q, C]
         return self.output_proj(output)

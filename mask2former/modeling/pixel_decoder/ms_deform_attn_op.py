@@ -165,10 +165,13 @@ def ms_deform_attn(
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 
 
-def uses_cpu_kernel(*tensors: torch.Tensor, impl: str | None = None) -> bool:
-    """Whether a call with these float inputs runs this project's CPU kernel (``impl`` or
-    ``MINVIS_MSDA_IMPL`` as for :func:`ms_deform_attn`)."""
-    return _resolve_impl(impl, *tensors) == "cpu_kernel"
+def _softmax_last(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension; on CPU about 6x faster than ``F.softmax`` for the
+    short (levels x points) rows here, which it does not vectorise."""
+    if x.device.type != "cpu":
+        return F.softmax(x, -1)
+    exp = (x - x.amax(-1, keepdim=True)).exp()
+    return exp / exp.sum(-1, keepdim=True)
 
 
 def ms_deform_attn_from_offsets(
@@ -178,15 +181,22 @@ def ms_deform_attn_from_offsets(
     reference_points: torch.Tensor,
     sampling_offsets: torch.Tensor,
     attention_logits: torch.Tensor,
+    im2col_step: int = 64,
+    impl: str | None = None,
 ) -> torch.Tensor:
-    """:func:`ms_deform_attn` with locations = ``reference_points`` [N, Q, L, 2] +
-    ``sampling_offsets`` [N, Q, M, L, P, 2] (already divided by each level's (W, H)) and
-    weights = softmax of ``attention_logits`` [N, Q, M, L, P] over each query and head's
-    L x P, computed inside the CPU kernel (only where :func:`uses_cpu_kernel`).
+    """:func:`ms_deform_attn` at locations ``reference_points`` [N, Q, L, 2] +
+    ``sampling_offsets`` [N, Q, M, L, P, 2] (already divided by each level's (W, H)) with
+    weights softmax(``attention_logits`` [N, Q, M, L, P]) over each query and head's
+    L x P. This project's CPU kernel does the addition and the softmax itself.
 
     Returns:
         [N, Q, M*D]
     """
-    return torch.ops.minvis.ms_deform_attn_cpu_from_offsets(
-        value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits
-    )
+    tensors = (value, reference_points, sampling_offsets, attention_logits)
+    if _resolve_impl(impl, *tensors) == "cpu_kernel":
+        return torch.ops.minvis.ms_deform_attn_cpu_from_offsets(
+            value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits
+        )
+    locations = reference_points[:, :, None, :, None, :] + sampling_offsets  # [N, Q, M, L, P, 2]
+    weights = _softmax_last(attention_logits.flatten(-2)).view_as(attention_logits)  # over levels x points
+    return ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights, im2col_step, impl)

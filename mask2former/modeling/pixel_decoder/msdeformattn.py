@@ -214,7 +214,6 @@ class MSDeformAttnPixelDecoder(nn.Module):
         norm: str | Callable[[int], nn.Module] | None = None,
         transformer_in_features: list[str],
         common_stride: int,
-        low_precision_inference: bool = False,
     ):
         """
         Args:
@@ -226,13 +225,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
             norm: normalisation of the FPN convs (detectron2 ``get_norm`` name or callable).
             transformer_in_features: the backbone features fed to the encoder.
             common_stride: stride of the mask features.
-            low_precision_inference: in eval mode, let an enclosing autocast run the
-                convolutions and linear layers in low precision (MSDeformAttn keeps its
-                sampling locations in float32). Otherwise (official) the pixel decoder
-                always runs in float32.
         """
         super().__init__()
-        self.low_precision_inference = low_precision_inference
         by_stride = sorted(input_shape.items(), key=lambda item: item[1].stride)  # fine -> coarse
         self.in_features = [name for name, _ in by_stride]
         self.feature_strides = [spec.stride for _, spec in by_stride]
@@ -319,7 +313,6 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "transformer_enc_n_points": head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
             "common_stride": head.COMMON_STRIDE,
-            "low_precision_inference": cfg.MODEL.MASK_FORMER.TEST.PRECISION != "fp32",
         }
 
     def forward_features(
@@ -334,16 +327,6 @@ class MSDeformAttnPixelDecoder(nn.Module):
             the coarsest encoder output [N, conv_dim, H_c, W_c];
             the first 3 levels of (encoder outputs coarse -> fine, then FPN levels).
         """
-        if self.low_precision_inference and not self.training:
-            return self._forward_features(features)
-        device_type = next(iter(features.values())).device.type
-        # Full precision, as in the official code.
-        with torch.autocast(device_type=device_type, enabled=False):
-            return self._forward_features(features)
-
-    def _forward_features(
-        self, features: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         srcs = []
         pos = []
         for proj, name in zip(self.input_proj, reversed(self.transformer_in_features)):
@@ -374,3 +357,5 @@ class MSDeformAttnPixelDecoder(nn.Module):
 
         multi_scale_features = out[: self.maskformer_num_feature_levels]
         return self.mask_features(out[-1]), out[0], multi_scale_features
+
+    forward = forward_features  # a module call, so that the video model can keep it float32
