@@ -21,8 +21,6 @@ from mask2former import add_maskformer2_config
 
 from . import data, modeling  # noqa: F401  (register the builtin datasets and VideoMaskFormer_frame)
 
-__all__ = ["add_minvis_config", "build_config"]
-
 
 def add_minvis_config(cfg: CN) -> None:
     """Add video data, MinVIS inference and tracking keys to a detectron2 config.

@@ -24,8 +24,6 @@ from .modeling import MinVISCheckpointer, VideoInputError, VideoMaskFormer_frame
 from .modeling.speedups import apply_speedups
 from .tracking import FrameInstances, Size, VideoResult
 
-__all__ = ["VideoPredictor"]
-
 
 class VideoPredictor:
     """Video instance segmentation of decoded frames with a built model.

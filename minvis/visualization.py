@@ -7,9 +7,7 @@ import cv2
 import numpy as np
 from detectron2.utils.colormap import colormap
 
-from .inference import FrameInstances
-
-__all__ = ["draw_instances", "shown_instances", "track_color"]
+from .tracking import FrameInstances
 
 _PALETTE = colormap(rgb=True, maximum=255).astype(np.uint8)  # [74, 3] RGB
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

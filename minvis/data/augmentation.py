@@ -16,8 +16,6 @@ import numpy as np
 from detectron2.config import CfgNode
 from detectron2.data import transforms as T
 
-__all__ = ["PerClip", "augment_clip", "build_augmentation"]
-
 _OPTIONAL = {
     "brightness": lambda: T.RandomBrightness(0.9, 1.1),
     "contrast": lambda: T.RandomContrast(0.9, 1.1),

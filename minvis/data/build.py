@@ -22,8 +22,6 @@ from minvis.ytvis_format import YTVISFormatError
 
 from .mapper import YTVISDatasetMapper
 
-__all__ = ["build_ytvis_test_loader", "build_ytvis_train_loader", "get_video_dataset_dicts"]
-
 logger = logging.getLogger(__name__)
 
 Mapper = Callable[[dict[str, Any]], Any]

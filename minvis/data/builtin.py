@@ -21,15 +21,6 @@ from .split import register_split
 from .synthetic import SYNTHETIC_CATEGORIES
 from .ytvis import register_ytvis_instances, ytvis_metadata
 
-__all__ = [
-    "OVIS_CATEGORIES",
-    "YTVIS_2019_CATEGORIES",
-    "YTVIS_2021_CATEGORIES",
-    "datasets_root",
-    "register_all_builtin",
-    "register_synthetic_ytvis",
-]
-
 Color = tuple[int, int, int]
 
 

@@ -18,8 +18,6 @@ from .preprocess import image_to_tensor
 from .sampling import sample_clip_frames
 from .ytvis import YTVISFormatError
 
-__all__ = ["YTVISDatasetMapper", "segmentation_to_mask", "training_clip_sampling"]
-
 logger = logging.getLogger(__name__)
 
 SUPERVISED_MATCHING_FRAMES = 2  # the supervised matching loss compares a pair of frames

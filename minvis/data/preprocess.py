@@ -13,8 +13,6 @@ from torch import Tensor
 
 from .augmentation import augment_clip, build_augmentation
 
-__all__ = ["FramePreprocessor", "image_to_tensor"]
-
 _CHANNEL_ORDERS = ("RGB", "BGR")
 
 

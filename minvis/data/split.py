@@ -22,8 +22,6 @@ from minvis.ytvis_format import YTVISFormatError, is_int
 
 from .ytvis import register_ytvis_instances
 
-__all__ = ["SPLIT_FILES", "num_val_videos", "register_split", "split_videos"]
-
 # Registered name suffix -> file name in the split directory, in split_videos' order.
 SPLIT_FILES = {"localtrain": "train.json", "localval": "val.json"}
 _CATEGORY_KEYS = ("thing_classes", "thing_colors", "thing_dataset_id_to_contiguous_id")

@@ -26,18 +26,6 @@ import pycocotools.mask as mask_util
 
 from .video_io import VideoWriter
 
-__all__ = [
-    "STRESS_PRESETS",
-    "SYNTHETIC_CATEGORIES",
-    "SyntheticSpec",
-    "SyntheticVideo",
-    "render_video",
-    "stress_spec",
-    "video_rng",
-    "write_split",
-    "write_video_file",
-]
-
 SYNTHETIC_CATEGORIES: list[dict[str, Any]] = [
     {"id": 1, "name": "circle", "color": [220, 60, 60], "supercategory": "shape"},
     {"id": 2, "name": "square", "color": [60, 170, 75], "supercategory": "shape"},

@@ -25,20 +25,6 @@ import numpy as np
 
 from minvis.closing import ClosedOnExit
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "VIDEO_EXTENSIONS",
-    "FrameSource",
-    "ImageSequenceSource",
-    "VideoFileSource",
-    "VideoInfo",
-    "VideoReadError",
-    "VideoWriteError",
-    "VideoWriter",
-    "natural_sort_key",
-    "open_frame_source",
-]
-
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}

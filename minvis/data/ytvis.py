@@ -25,14 +25,6 @@ from minvis.ytvis_format import YTVISFormatError, parse_json, validate_polygons,
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "YTVISFormatError",
-    "load_ytvis_json",
-    "register_ytvis_instances",
-    "ytvis_metadata",
-]
-
-
 def ytvis_metadata(categories: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Detectron2 metadata of a category table (dicts with ``id``, ``name``, ``color``).
 

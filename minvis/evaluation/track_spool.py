@@ -22,8 +22,6 @@ from minvis.ytvis_format import RLE, encode_masks
 
 from ..closing import ClosedOnExit
 
-__all__ = ["TrackSpool"]
-
 
 class TrackSpool(ClosedOnExit):
     """Collects the per-frame RLE of every track on disk; use as a context manager.

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["DOWNLOAD_TIMEOUT_S", "WeightsDownloadError", "is_url", "local_weights_path"]
-
 DOWNLOAD_TIMEOUT_S = 60.0  # seconds without progress on a connection before giving up
 URL_SCHEMES = ("http://", "https://")
 

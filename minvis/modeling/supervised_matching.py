@@ -22,8 +22,6 @@ from torch import Tensor
 
 from minvis.tracking import unit_rows
 
-__all__ = ["matched_query_pairs", "pair_hinge_terms", "supervised_matching_loss"]
-
 Indices = tuple[Tensor, Tensor]  # (query index [M], target index [M]) of one frame
 
 
