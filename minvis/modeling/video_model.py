@@ -144,15 +144,16 @@ class VideoMaskFormer_frame(nn.Module):  # official name
 
         * Training, and float16 (the official AMP): the pixel decoder, as the official
           code runs it.
-        * bfloat16 inference: the deformable attention layers (a bfloat16 sampling location
-          would be off by up to a quarter pixel on an 80-pixel-wide level) and the
-          transformer decoder (its 100-query matmuls gain little from bfloat16, and the
-          embeddings that tracking compares stay exact).
+        * bfloat16 inference: the projections that give deformable attention its sampling
+          offsets and weights (a bfloat16 location would be off by up to a quarter pixel
+          on an 80-pixel-wide level) and the transformer decoder (its 100-query matmuls
+          gain little from bfloat16, and the embeddings that tracking compares stay exact).
         """
         head = self.sem_seg_head
         if self.training or dtype == torch.float16:
             return [head.pixel_decoder]
-        return [head.predictor] + [m for m in head.pixel_decoder.modules() if isinstance(m, MSDeformAttn)]
+        attention = [m for m in head.pixel_decoder.modules() if isinstance(m, MSDeformAttn)]
+        return [head.predictor] + [p for m in attention for p in (m.sampling_offsets, m.attention_weights)]
 
     def _network(self, images: Tensor) -> dict:
         """Backbone + head on ``[N, 3, H, W]`` images, in the precision of the one setting:

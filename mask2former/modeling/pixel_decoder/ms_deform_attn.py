@@ -59,18 +59,6 @@ class MSDeformAttn(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
-    def _scaled_offsets(self, query: torch.Tensor, spatial_shapes: torch.Tensor) -> torch.Tensor:
-        """[N * Q, M * L * P * 2] offset / (W_l, H_l), from ``query`` [N * Q, C].
-
-        The offsets are in pixels of each level; the division by the level's size is
-        folded into the projection's weight and bias.
-        """
-        level_sizes = spatial_shapes.flip(-1).to(query.dtype)  # [L, 2], (W_l, H_l)
-        scale = (1.0 / level_sizes)[None, :, None, :].expand(self.n_heads, -1, self.n_points, -1).reshape(-1)
-        return torch.addmm(
-            self.sampling_offsets.bias * scale, query, (self.sampling_offsets.weight * scale[:, None]).t()
-        )
-
     def forward(
         self,
         query: torch.Tensor,
@@ -101,13 +89,15 @@ class MSDeformAttn(nn.Module):
         value = self.value_proj(input_flatten)  # [N, S, C]
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
-        value = value.view(batch, num_inputs, self.n_heads, self.d_model // self.n_heads)
+        # The kernels sample float32 values (the projection may have run in low precision).
+        value = value.float().view(batch, num_inputs, self.n_heads, self.d_model // self.n_heads)
 
         query = query.reshape(batch * num_queries, self.d_model)
-        offsets = self._scaled_offsets(query, input_spatial_shapes)  # [N * Q, M * L * P * 2]
-        logits = self.attention_weights(query)  # [N * Q, M * L * P]
-        offsets = offsets.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
-        logits = logits.view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        sampling = (batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        # Offsets in pixels of each level, as fractions of the level's (W, H).
+        offsets = self.sampling_offsets(query).view(*sampling, 2)  # [N, Q, M, L, P, 2]
+        offsets = offsets / input_spatial_shapes.flip(-1).to(offsets.dtype)[:, None, :]
+        logits = self.attention_weights(query).view(sampling)  # [N, Q, M, L, P]
         shapes, starts = input_spatial_shapes, input_level_start_index
         output = ms_deform_attn_from_offsets(
             value, shapes, starts, reference_points, offsets, logits, self.im2col_step
