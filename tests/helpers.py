@@ -3,8 +3,7 @@
 import numpy as np
 from torch import Tensor
 
-from minvis.inference import FrameOutputs, MaskGeometry, VideoResultAccumulator
-from minvis.tracking import FrameQueries, QueryCost, solve_assignment
+from minvis.tracking import FrameOutputs, Size, Tracker, track_video
 from minvis.ytvis_format import RLE, encode_masks
 
 
@@ -22,7 +21,16 @@ def match_embeddings(prev: Tensor, cur: Tensor) -> Tensor:
             f"expected two [Q, C] embedding matrices of the same shape, "
             f"got {tuple(prev.shape)} and {tuple(cur.shape)}"
         )
-    return solve_assignment(QueryCost()(FrameQueries(prev), FrameQueries(cur)))
+    tracker = Tracker()
+    for embds in (prev, cur):  # the first frame fixes the track order
+        perm = tracker.step(frame_outputs(embds.new_zeros(len(embds), 2), embds.new_zeros(len(embds), 1, 1), embds))
+    return perm
+
+
+def frame_outputs(
+    logits: Tensor, masks: Tensor, embds: Tensor, image_size: Size = (4, 4), padded_size: Size = (4, 4)
+) -> FrameOutputs:
+    return FrameOutputs(logits, masks, embds, image_size, padded_size)
 
 
 def paper_exact_video_results(
@@ -36,19 +44,5 @@ def paper_exact_video_results(
     top_k: int = 10,
 ) -> dict:
     """The official eval-mode dict from a whole video's stacked ``[T, Q, ...]`` outputs."""
-    if logits.dim() != 3 or masks.dim() != 4 or embds.dim() != 3:
-        raise ValueError(
-            "expected logits [T, Q, K+1], masks [T, Q, h, w], embds [T, Q, C]; got shapes "
-            f"{tuple(logits.shape)}, {tuple(masks.shape)}, {tuple(embds.shape)}"
-        )
-    if not logits.shape[0] == masks.shape[0] == embds.shape[0]:
-        raise ValueError(
-            f"inconsistent number of frames: logits {logits.shape[0]}, masks {masks.shape[0]}, "
-            f"embds {embds.shape[0]}"
-        )
-    accumulator = VideoResultAccumulator(
-        MaskGeometry(image_size, padded_size, output_size), top_k=top_k, storage_device=masks.device
-    )
-    for frame in zip(logits, masks, embds, strict=True):
-        accumulator.add_frame(FrameOutputs(*frame))
-    return accumulator.finalize().to_dict()
+    frames = [frame_outputs(*frame, image_size, padded_size) for frame in zip(logits, masks, embds, strict=True)]
+    return dict(track_video(frames, output_size, top_k=top_k))

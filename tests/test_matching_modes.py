@@ -1,30 +1,31 @@
 """Tracking cost modes (paper Table 4) on hand-built frames where query and mask matching disagree."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from detectron2.modeling import build_model
+from helpers import frame_outputs
+
 from minvis.config import build_config
-from minvis.inference import FrameOutputs, MaskGeometry, OnlineTrackScorer, VideoResultAccumulator
-from minvis.modeling import tracking_options
 from minvis.tracking import (
-    PAPER_TRACKING,
-    FrameQueries,
-    MaskOverlapCost,
-    QueryCost,
-    QueryTracker,
-    TrackingOptions,
-    matching_cost_terms,
+    Tracker,
+    mask_overlap_cost,
+    matching_cost,
+    query_cost,
+    track_stream,
+    track_video,
 )
 
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"
 WEIGHTS = {"class_weight": 2.0, "mask_weight": 5.0, "dice_weight": 5.0}  # the R50 config's
 LOGIT = 6.0
-SIZES = {"image_size": (4, 4), "padded_size": (4, 4), "output_size": (4, 4)}
 
 
-def tracker(mode: str) -> QueryTracker:
-    return QueryTracker(TrackingOptions(matching_cost_terms(mode, **WEIGHTS)))
+def tracker(mode: str) -> Tracker:
+    return Tracker(matching_cost(mode, **WEIGHTS))
 
 
 def halves(*sides: str) -> torch.Tensor:
@@ -53,7 +54,7 @@ FRAME1 = (confident(2), halves("right", "left"), EMBEDDINGS)
 
 def run(mode: str, frames: list[tuple[torch.Tensor, ...]]) -> list[list[int]]:
     t = tracker(mode)
-    return [t.step(embds, logits, masks).tolist() for logits, masks, embds in frames]
+    return [t.step(frame_outputs(*frame)).tolist() for frame in frames]
 
 
 def test_query_and_heuristic_disagree() -> None:
@@ -75,21 +76,20 @@ def test_each_term_breaks_the_other_ones_tie() -> None:
 
 
 def test_combined_cost_is_the_sum_of_equal_weight_terms() -> None:
-    tracks = FrameQueries(EMBEDDINGS, *FRAME0[:2])
-    current = FrameQueries(torch.randn(2, 2), *FRAME1[:2])
-    (heuristic,) = matching_cost_terms("heuristic", **WEIGHTS)
-    (query,) = matching_cost_terms("query", **WEIGHTS)
-    both = matching_cost_terms("heuristic+query", **WEIGHTS)
-    total = sum(term(tracks, current) for term in both)
+    tracks = frame_outputs(*FRAME0)
+    current = frame_outputs(*FRAME1[:2], torch.randn(2, 2))
+    heuristic, query = matching_cost("heuristic", **WEIGHTS), matching_cost("query", **WEIGHTS)
+    total = matching_cost("heuristic+query", **WEIGHTS)(tracks, current)
+    assert query is query_cost
     assert torch.allclose(total, heuristic(tracks, current) + query(tracks, current))
 
 
 def test_mask_overlap_cost_by_hand() -> None:
     # One track: argmax class 0, mask logits [3, -3] -> target mask [1, 0].
-    tracks = FrameQueries(torch.ones(1, 2), torch.tensor([[2.0, 0.0]]), torch.tensor([[[3.0, -3.0]]]))
+    tracks = frame_outputs(torch.tensor([[2.0, 0.0]]), torch.tensor([[[3.0, -3.0]]]), torch.ones(1, 2))
     # One query: p(class 0) = 3/4; mask logits 0 -> probabilities 1/2 on both pixels.
-    current = FrameQueries(torch.ones(1, 2), torch.tensor([[math.log(3.0), 0.0]]), torch.zeros(1, 1, 2))
-    cost = MaskOverlapCost(**WEIGHTS)(tracks, current)
+    current = frame_outputs(torch.tensor([[math.log(3.0), 0.0]]), torch.zeros(1, 1, 2), torch.ones(1, 2))
+    cost = mask_overlap_cost(tracks, current, **WEIGHTS)
     # class -3/4; BCE ln 2 per pixel; dice 1 - (2 * 1/2 + 1) / (1 + 1 + 1) = 1/3.
     expected = 2.0 * -0.75 + 5.0 * math.log(2.0) + 5.0 / 3.0
     assert cost.shape == (1, 1)
@@ -98,44 +98,36 @@ def test_mask_overlap_cost_by_hand() -> None:
 
 def test_mask_overlap_cost_is_deterministic_and_rectangular() -> None:
     generator = torch.Generator().manual_seed(0)
-    tracks = FrameQueries(torch.randn(5, 3), torch.randn(5, 4), torch.randn(5, 6, 7))
-    current = FrameQueries(torch.randn(3, 3), torch.randn(3, 4), torch.randn(3, 6, 7, generator=generator))
-    cost = MaskOverlapCost(**WEIGHTS)(tracks, current)
+    tracks = frame_outputs(torch.randn(5, 4), torch.randn(5, 6, 7), torch.randn(5, 3))
+    current = frame_outputs(torch.randn(3, 4), torch.randn(3, 6, 7, generator=generator), torch.randn(3, 3))
+    cost = mask_overlap_cost(tracks, current, **WEIGHTS)
     assert cost.shape == (5, 3)
-    assert torch.equal(cost, MaskOverlapCost(**WEIGHTS)(tracks, current))
-    assert QueryCost()(tracks, current).shape == (5, 3)
+    assert torch.equal(cost, mask_overlap_cost(tracks, current, **WEIGHTS))
+    assert query_cost(tracks, current).shape == (5, 3)
 
 
-def test_accumulator_and_streaming_follow_the_mode() -> None:
+def test_video_result_and_streaming_follow_the_mode() -> None:
     # Track 1 starts on the right; does it stay there on frame 1?
     for mode, stays_right in (("query", False), ("heuristic", True)):
-        options = tracker(mode).options
-        accumulator = VideoResultAccumulator(MaskGeometry(**SIZES), top_k=2, tracking=options)
-        streaming = OnlineTrackScorer(MaskGeometry(**SIZES), score_threshold=0.0, tracking=options)
-        for frame in (FRAME0, FRAME1):
-            accumulator.add_frame(FrameOutputs(*frame))
-            instances = streaming.step(FrameOutputs(*frame))
-        tracks = accumulator.selection().tracks
-        assert sorted(tracks.tolist()) == [0, 1]
-        masks = torch.stack(list(accumulator.iter_frame_masks(tracks)), dim=1)  # [k, T, H, W]
-        on_right = masks[:, :, :, 2:].flatten(2).any(dim=2)[tracks == 1][0]  # [T]
-        assert on_right.tolist() == [True, stays_right]
+        frames = [frame_outputs(*frame) for frame in (FRAME0, FRAME1)]
+        cost = matching_cost(mode, **WEIGHTS)
+        result = track_video(frames, (4, 4), top_k=2, cost=cost)
+        *_, instances = track_stream(frames, (4, 4), score_threshold=0.0, cost=cost)
+        masks = torch.stack(list(result.frame_masks()), dim=1)  # [k, T, H, W]
+        on_right = masks[:, :, :, 2:].flatten(2).any(dim=2)  # [k, T]
+        assert sorted(map(tuple, on_right.tolist())) == sorted([(False, not stays_right), (True, stays_right)])
         assert instances.track_ids.tolist() == [0, 1]
         assert bool(instances.masks[1, :, 2:].any()) == stays_right
 
 
-def test_heuristic_mode_needs_logits_and_masks() -> None:
-    with pytest.raises(ValueError, match="logits and masks"):
-        tracker("heuristic").step(EMBEDDINGS)
-
-
 def test_config_modes() -> None:
-    cfg = build_config(None)
-    assert tracking_options(cfg) == PAPER_TRACKING
+    cfg = build_config(str(TINY_CONFIG), ["MODEL.DEVICE", "cpu"])
+    assert build_model(cfg).tracking_cost is query_cost
     cfg.MODEL.MASK_FORMER.CLASS_WEIGHT, cfg.MODEL.MASK_FORMER.MASK_WEIGHT = 2.0, 5.0
     cfg.MODEL.MINVIS.MATCHING = "heuristic+query"
-    terms = tracking_options(cfg).cost_terms
-    assert terms == (MaskOverlapCost(2.0, 5.0, cfg.MODEL.MASK_FORMER.DICE_WEIGHT), QueryCost())
+    tracks, current = frame_outputs(*FRAME0), frame_outputs(*FRAME1)
+    expected = mask_overlap_cost(tracks, current, 2.0, 5.0, cfg.MODEL.MASK_FORMER.DICE_WEIGHT)
+    assert torch.equal(build_model(cfg).tracking_cost(tracks, current), expected + query_cost(tracks, current))
     cfg.MODEL.MINVIS.MATCHING = "overlap"
     with pytest.raises(ValueError, match="unknown matching mode"):
-        tracking_options(cfg)
+        build_model(cfg)

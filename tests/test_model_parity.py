@@ -4,16 +4,19 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
+from minvis.modeling.speedups import apply_speedups
+
 RAW_TOLERANCE = 1e-4
 SCORE_TOLERANCE = 1e-4
 MIN_MASK_IOU = 0.999
 
 
-@pytest.fixture(scope="module")
-def model(parity_cfg, parity_fixture):
+@pytest.fixture(scope="module", params=["plain", "speedups"])
+def model(request, parity_cfg, parity_fixture):
+    """The model as built, and as the trainer and the predictor run it."""
     model = build_model(parity_cfg).eval()
     model.load_state_dict(parity_fixture["state_dict"], strict=True)
-    return model
+    return apply_speedups(model) if request.param == "speedups" else model
 
 
 def _video_input(fixture) -> list[dict]:
@@ -26,13 +29,13 @@ def _video_input(fixture) -> list[dict]:
 
 @pytest.mark.parametrize("window", [False, True])
 def test_raw_per_frame_outputs_match_official(model, parity_fixture, window):
-    model.window_inference, model.window_size = window, 3  # 3 does not divide T = 8
+    model.frames_per_forward = 3 if window else 1  # 3 does not divide T = 8
     frames = [f.float() for f in parity_fixture["input"]["frames"]]
     with torch.no_grad():
-        chunks = list(model.frame_outputs(frames))
+        outputs = list(model.frame_outputs(frames))
     fields = {"pred_logits": "logits", "pred_masks": "masks", "pred_embds": "embds"}  # official keys
     for key, reference in parity_fixture["raw"].items():
-        ours = torch.cat([getattr(c, fields[key]) for c in chunks])
+        ours = torch.stack([getattr(frame, fields[key]) for frame in outputs])
         assert ours.shape == reference.shape
         assert (ours - reference).abs().max().item() < RAW_TOLERANCE, key
 
@@ -44,7 +47,7 @@ def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("window", [False, True])
 def test_video_output_matches_official(model, parity_fixture, window):
-    model.window_inference, model.window_size = window, 3
+    model.frames_per_forward = 3 if window else 1
     with torch.no_grad():
         ours = model(_video_input(parity_fixture))
     reference = parity_fixture["output"]

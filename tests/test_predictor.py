@@ -7,13 +7,13 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from helpers import frame_outputs
 
 from minvis.config import build_config
 from minvis.data.video_io import open_frame_source
-from minvis.inference import class_probabilities
 from minvis.modeling import CheckpointLoadError, VideoInputError
 from minvis.predictor import VideoPredictor
-from minvis.tracking import QueryTracker
+from minvis.tracking import Tracker, output_masks
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"
@@ -39,22 +39,30 @@ def test_streaming_tracks_equal_the_paper_exact_tracks(parity_fixture, parity_cf
     frames = [f.permute(1, 2, 0).numpy() for f in parity_fixture["input"]["frames"]]  # [H, W, 3]
     results = list(predictor(frames))
 
-    raw = parity_fixture["raw"]
-    tracker = QueryTracker()
-    reference_perms = [tracker.step(embds) for embds in raw["pred_embds"]]
+    raw = parity_fixture["raw"]  # the official release's outputs of the same frames
+    tracker = Tracker()
+    reference = [frame_outputs(*frame, (96, 128), (96, 128)) for frame in zip(*raw.values())]
+    reference_perms = [tracker.step(frame) for frame in reference]
     assert [r.frame_index for r in results] == list(range(len(frames)))
-    for ours, reference in zip(results, reference_perms, strict=True):
-        assert torch.equal(ours.permutation, reference)
+    for ours, frame, perm in zip(results, reference, reference_perms, strict=True):
+        # Each reported track's mask is that of the query the official outputs align to it.
+        expected = output_masks(frame.masks[perm[ours.track_ids]], frame, (96, 128))
+        assert all(_iou(a, b) >= 0.999 for a, b in zip(ours.masks, expected, strict=True))
 
     # On the last frame the running class distribution is the whole-video one.
     aligned = torch.stack([lg[p] for lg, p in zip(raw["pred_logits"], reference_perms)])  # [T, Q, K+1]
-    probabilities = class_probabilities(aligned.sum(0), len(frames))  # [Q, K]
+    probabilities = torch.softmax(aligned.mean(0), dim=1)[:, :-1]  # [Q, K]
     last = results[-1]
     assert len(last.track_ids) > 0
     expected_scores, expected_labels = probabilities[last.track_ids].max(dim=1)
     assert torch.equal(last.labels, expected_labels)
     assert torch.allclose(last.scores, expected_scores, atol=1e-4)
     assert last.masks.dtype == torch.bool and last.masks.shape[1:] == (96, 128)
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else (a & b).sum().item() / union
 
 
 def test_weights_errors_name_the_file(parity_cfg, parity_weights, tmp_path):
@@ -137,8 +145,10 @@ def test_model_input_equals_the_test_mappers_on_the_same_frames(image_format, tm
 
     predictor = VideoPredictor.from_config(cfg)
     fed = []
-    run_model = predictor.run_model
-    monkeypatch.setattr(predictor, "run_model", lambda image: run_model(fed.append(image) or image))
+    frame_outputs_of = predictor.model.frame_outputs
+    monkeypatch.setattr(
+        predictor.model, "frame_outputs", lambda images: frame_outputs_of(fed.append(i) or i for i in images)
+    )
     list(predictor(frames))
     assert len(fed) == len(expected) == 3
     assert expected[0].shape == (3, 128, 171)  # resized by the test size: a real comparison
