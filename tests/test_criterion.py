@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 import mask2former.criterion as criterion_module
 from mask2former.criterion import SetCriterion, average_num_masks
-from mask2former.matcher import HungarianMatcher
+from mask2former.matcher import HungarianMatcher, pairwise_dice, pairwise_sigmoid_bce
 
 NUM_CLASSES = 3  # the no-object class is index NUM_CLASSES
 SIZE = 8  # masks are SIZE x SIZE
@@ -154,6 +154,29 @@ def test_matcher_empty_targets_give_empty_indices() -> None:
     assert assignment(matched) == {3: 0, 1: 1}
     assert empty[0].shape == empty[1].shape == (0,)
     assert empty[0].dtype == empty[1].dtype == torch.int64
+
+
+def test_pairwise_mask_costs_by_hand() -> None:
+    """Every (prediction, target) pair against the per-pair formulas: mean sigmoid BCE and
+    the smoothed dice 1 - (2 |p t| + 1) / (|p| + |t| + 1), for binary and soft targets."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 30, generator=generator) * 3  # [Q, P]
+    binary = (torch.rand(2, 30, generator=generator) > 0.5).float()
+    targets = torch.cat([binary, torch.rand(1, 30, generator=generator)])  # [N, P]: binary and soft
+    bce, dice = pairwise_sigmoid_bce(logits, targets), pairwise_dice(logits, targets)
+    assert bce.shape == dice.shape == (4, 3)
+    for q in range(4):
+        p = logits[q].sigmoid()
+        for n in range(3):
+            t = targets[n]
+            expected_bce = -(t * p.log() + (1 - t) * (1 - p).log()).mean()
+            expected_dice = 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+            torch.testing.assert_close(bce[q, n], expected_bce, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(dice[q, n], expected_dice, rtol=1e-5, atol=1e-6)
+    # Large logits: the BCE stays finite (log-sum-exp form) and near 0 on the right side.
+    confident = torch.tensor([[100.0, -100.0]])
+    assert pairwise_sigmoid_bce(confident, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(0, abs=1e-6)
+    assert pairwise_sigmoid_bce(confident, torch.tensor([[0.0, 1.0]])).item() == pytest.approx(100, rel=1e-6)
 
 
 def test_matcher_cost_by_hand() -> None:

@@ -20,7 +20,7 @@ from minvis.data import register_ytvis_instances, ytvis_metadata
 from minvis.engine import Trainer, launch
 from minvis.evaluation.evaluator import YTVISEvaluator, per_class_ap, per_class_table
 from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
-from minvis.inference import VideoResult
+from minvis.tracking import VideoResult
 from minvis.ytvis_format import load_results
 
 H, W = 8, 10
@@ -81,19 +81,14 @@ def register(tmp_path: Path, annotated: bool = True, metadata: dict | None = Non
     return name
 
 
-def dense_output(instances: list[tuple[float, int, np.ndarray]]) -> dict:
-    """The model's default eval output: ``pred_masks`` as bool ``[T, H, W]`` tensors."""
-    return {
-        "image_size": (H, W),
-        "pred_scores": [score for score, _, _ in instances],
-        "pred_labels": [label for _, label, _ in instances],
-        "pred_masks": [torch.from_numpy(masks) for _, _, masks in instances],
-    }
-
-
-def rle_output(instances: list[tuple[float, int, np.ndarray]]) -> VideoResult:
-    """The model's typed result (``track_video``): the evaluator encodes it one frame at a time."""
-    masks = torch.from_numpy(np.stack([m for _, _, m in instances]))  # [k, T, H, W]
+def video_result(
+    instances: list[tuple[float, int, np.ndarray]], num_frames: int | None = None
+) -> VideoResult:
+    """The model's eval output: the evaluator encodes its masks one frame at a time."""
+    if instances:
+        masks = torch.from_numpy(np.stack([m for _, _, m in instances]))  # [k, T, H, W]
+    else:
+        masks = torch.zeros((0, num_frames, H, W), dtype=torch.bool)
     return VideoResult(
         image_size=(H, W),
         scores=[score for score, _, _ in instances],
@@ -103,8 +98,8 @@ def rle_output(instances: list[tuple[float, int, np.ndarray]]) -> VideoResult:
     )
 
 
-def perfect_outputs(make=dense_output) -> dict[int, dict]:
-    return {video_id: make(instances) for video_id, instances in PERFECT.items()}
+def perfect_outputs() -> dict[int, VideoResult]:
+    return {video_id: video_result(instances) for video_id, instances in PERFECT.items()}
 
 
 def run(evaluator: YTVISEvaluator, outputs: dict[int, dict]) -> dict:
@@ -118,7 +113,7 @@ def percent(stats: dict[str, float]) -> dict[str, float]:
     return {k: 100 * v if v >= 0 else v for k, v in stats.items()}
 
 
-def test_dense_masks_become_server_entries_in_a_zip(tmp_path: Path) -> None:
+def test_masks_become_server_entries_in_a_zip(tmp_path: Path) -> None:
     name = register(tmp_path)
     run(YTVISEvaluator(name, output_dir=str(tmp_path / "out")), perfect_outputs())
 
@@ -147,8 +142,8 @@ def test_metric_is_evaluate_ytvis_on_the_written_entries(tmp_path: Path) -> None
     (_, _, cat_masks), (_, _, dog_masks) = PERFECT[11]
     shifted = np.roll(cat_masks, 1, axis=2)
     outputs = {
-        11: dense_output([(0.9, 0, shifted), (0.85, 0, dog_masks), (0.6, 1, dog_masks)]),
-        22: dense_output([(0.3, 1, PERFECT[22][0][2]), (0.7, 0, PERFECT[22][0][2])]),
+        11: video_result([(0.9, 0, shifted), (0.85, 0, dog_masks), (0.6, 1, dog_masks)]),
+        22: video_result([(0.3, 1, PERFECT[22][0][2]), (0.7, 0, PERFECT[22][0][2])]),
     }
     out = tmp_path / "out"
     result = run(YTVISEvaluator(register(tmp_path), output_dir=str(out)), outputs)
@@ -194,21 +189,39 @@ def test_per_class_ap_is_nan_without_ground_truth_and_logged_as_a_table(tmp_path
     assert "Per-category segm AP:" in caplog.text and "| cat        | 100.000 |" in caplog.text
 
 
-def test_rle_output_writes_the_same_submission_as_dense_masks(tmp_path: Path) -> None:
+def test_outputs_in_a_list_and_reset(tmp_path: Path) -> None:
     name = register(tmp_path)
-    dense = run(YTVISEvaluator(name, output_dir=str(tmp_path / "dense")), perfect_outputs())
-    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "rle"))
-    evaluator.process([{"video_id": 99}], rle_output(PERFECT[22]))  # dropped by reset()
-    # The model returns one dict per video; a list of outputs is accepted too.
-    rle = run(evaluator, {v: [rle_output(i)] for v, i in PERFECT.items()})
-    assert rle == dense
+    single = run(YTVISEvaluator(name, output_dir=str(tmp_path / "single")), perfect_outputs())
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path / "list"))
+    evaluator.process([{"video_id": 99}], video_result(PERFECT[22]))  # dropped by reset()
+    # The model returns one result per video; a list of results is accepted too.
+    listed = run(evaluator, {v: [video_result(i)] for v, i in PERFECT.items()})
+    assert listed == single and listed["segm"]["AP"] == pytest.approx(100.0)
     for file_name in ("results.json", "metrics.json"):
-        assert (tmp_path / "rle" / file_name).read_text() == (tmp_path / "dense" / file_name).read_text()
+        assert (tmp_path / "list" / file_name).read_text() == (tmp_path / "single" / file_name).read_text()
+
+
+def test_masks_are_read_frame_by_frame(tmp_path: Path) -> None:
+    """The evaluator reads each result's masks once, one frame at a time: it never builds
+    the dense ``pred_masks`` of the official dict (built from the frames when read)."""
+    outputs = perfect_outputs()
+    reads = []
+    for video_id, output in outputs.items():
+        frames = output.mask_frames
+
+        def counted(frames=frames, video_id=video_id):
+            reads.append(video_id)
+            yield from frames()
+
+        object.__setattr__(output, "mask_frames", counted)
+    result = run(YTVISEvaluator(register(tmp_path)), outputs)
+    assert result["segm"]["AP"] == pytest.approx(100.0)
+    assert sorted(reads) == sorted(PERFECT)  # once per video: the dense masks would read them again
 
 
 def test_test_split_writes_the_submission_and_no_metric(tmp_path: Path) -> None:
     name = register(tmp_path, annotated=False)
-    result = run(YTVISEvaluator(name, output_dir=str(tmp_path / "out")), perfect_outputs(rle_output))
+    result = run(YTVISEvaluator(name, output_dir=str(tmp_path / "out")), perfect_outputs())
     assert result == {}
     assert len(load_results(tmp_path / "out" / "results.zip")) == 3
     assert not (tmp_path / "out" / "metrics.json").exists()
@@ -224,7 +237,7 @@ def test_dataset_registered_without_categories_maps_labels_like_loading_would(tm
 
 
 def test_video_without_instances_adds_no_entry(tmp_path: Path) -> None:
-    outputs = {11: dense_output(PERFECT[11]), 22: dense_output([])}
+    outputs = {11: video_result(PERFECT[11]), 22: video_result([], num_frames=2)}
     result = run(YTVISEvaluator(register(tmp_path), output_dir=str(tmp_path / "out")), outputs)
     assert {e["video_id"] for e in load_results(tmp_path / "out" / "results.zip")} == {11}
     assert 0 < result["segm"]["AP"] < 100
@@ -240,7 +253,7 @@ def gather_worker(gt_file: str, out_dir: str) -> None:
     name = "evaluator_test_gather"
     register_ytvis_instances(name, ytvis_metadata(CATEGORIES), gt_file, out_dir)
     video_id = sorted(PERFECT)[comm.get_rank()]
-    result = run(YTVISEvaluator(name, output_dir=out_dir), {video_id: rle_output(PERFECT[video_id])})
+    result = run(YTVISEvaluator(name, output_dir=out_dir), {video_id: video_result(PERFECT[video_id])})
     Path(out_dir, f"rank{comm.get_rank()}.json").write_text(json.dumps(result))
 
 
@@ -257,24 +270,20 @@ def test_entries_are_gathered_to_the_main_process(tmp_path: Path) -> None:
 
 
 class ReplayModel(nn.Module):
-    """Stands in for VideoMaskFormer_frame: returns PERFECT as a dict (``forward``) or as
-    the typed result (``track_video``), and records which one was asked for."""
+    """Stands in for VideoMaskFormer_frame: its eval ``forward`` returns the video's
+    ``VideoResult`` (PERFECT); records the videos it was called with."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: list[str] = []
+        self.calls: list[int] = []
 
-    def forward(self, batched_inputs: list[dict]) -> dict:
+    def forward(self, batched_inputs: list[dict]) -> VideoResult:
         (video,) = batched_inputs
-        self.calls.append("forward")
-        return dense_output(PERFECT[video["video_id"]])
-
-    def track_video(self, video: dict) -> VideoResult:
-        self.calls.append("track_video")
-        return rle_output(PERFECT[video["video_id"]])
+        self.calls.append(video["video_id"])
+        return video_result(PERFECT[video["video_id"]])
 
 
-def test_trainer_test_evaluates_with_rle_outputs_and_writes_the_zip(tmp_path: Path) -> None:
+def test_trainer_test_evaluates_the_models_results_and_writes_the_zip(tmp_path: Path) -> None:
     name = register(tmp_path)
     for video in gt_json()["videos"]:
         for file_name in video["file_names"]:
@@ -287,5 +296,5 @@ def test_trainer_test_evaluates_with_rle_outputs_and_writes_the_zip(tmp_path: Pa
     model = ReplayModel()
     result = Trainer.test(cfg, model)
     assert result["segm"]["AP"] == pytest.approx(100.0)
-    assert model.calls == ["track_video", "track_video"] and model.training
+    assert sorted(model.calls) == sorted(PERFECT) and model.training  # training mode restored
     assert len(load_results(tmp_path / "run" / "inference" / "results.zip")) == 3

@@ -1,9 +1,10 @@
-"""FrozenBatchNorm2d folded into its convolution for inference."""
+"""The speed-ups (channels-last weights, FrozenBatchNorm2d folded into its convolution)
+leave the results unchanged."""
 
 import torch
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 
-from minvis.modeling.folded_batchnorm import fold_frozen_batchnorm
+from minvis.modeling.speedups import apply_speedups
 
 
 def _conv_with_norm(seed: int = 0) -> Conv2d:
@@ -24,20 +25,42 @@ def _unfolded(conv: Conv2d, x: torch.Tensor) -> torch.Tensor:
     return torch.relu(y * norm.weight[:, None, None] + norm.bias[:, None, None])
 
 
+def _is_folded(conv: Conv2d) -> bool:
+    return "forward" in vars(conv)  # an instance forward replaces the class's
+
+
 def test_folded_inference_equals_conv_then_norm() -> None:
     conv = _conv_with_norm()
-    keys = set(conv.state_dict())
-    assert fold_frozen_batchnorm(torch.nn.Sequential(conv)) == 1
+    state = {k: v.clone() for k, v in conv.state_dict().items()}
+    model = torch.nn.Sequential(conv)
+    assert apply_speedups(model) is model
+    assert _is_folded(conv)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(2, 4, 9, 11)
     with torch.no_grad():
         got = conv(x)
     torch.testing.assert_close(got, _unfolded(conv, x), rtol=1e-5, atol=1e-5)
-    assert set(conv.state_dict()) == keys  # checkpoints unchanged
+    # Checkpoints unchanged: same keys, same values.
+    assert conv.state_dict().keys() == state.keys()
+    for key, value in conv.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+
+
+def test_apply_speedups_is_idempotent() -> None:
+    conv = _conv_with_norm()
+    apply_speedups(conv)
+    forward = conv.forward
+    assert apply_speedups(conv) is conv
+    assert conv.forward is forward  # not folded twice
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        got = conv(x)
+    torch.testing.assert_close(got, _unfolded(conv, x), rtol=1e-5, atol=1e-5)
 
 
 def test_folded_weights_follow_loaded_statistics() -> None:
     conv = _conv_with_norm()
-    fold_frozen_batchnorm(conv)
+    apply_speedups(conv)
     x = torch.randn(1, 4, 8, 8)
     with torch.no_grad():
         conv(x)  # builds the cache
@@ -48,7 +71,7 @@ def test_folded_weights_follow_loaded_statistics() -> None:
 
 def test_gradients_use_the_module_forward() -> None:
     conv = _conv_with_norm()
-    fold_frozen_batchnorm(conv)
+    apply_speedups(conv)
     x = torch.randn(1, 4, 8, 8)
     conv(x).sum().backward()
     expected = _conv_with_norm()
@@ -56,10 +79,20 @@ def test_gradients_use_the_module_forward() -> None:
     torch.testing.assert_close(conv.weight.grad, expected.weight.grad, rtol=1e-5, atol=1e-5)
 
 
-def test_model_backbone_is_folded(parity_cfg) -> None:
+def _frozen_norm_convs(model: torch.nn.Module) -> list[Conv2d]:
+    convs = [m for m in model.modules() if isinstance(m, Conv2d)]
+    return [m for m in convs if isinstance(m.norm, FrozenBatchNorm2d)]
+
+
+def test_the_model_itself_is_plain_and_the_trainer_applies_the_speedups(parity_cfg) -> None:
     from detectron2.modeling import build_model
 
-    backbone = build_model(parity_cfg).backbone
-    convs = [m for m in backbone.modules() if isinstance(m, Conv2d)]
-    with_frozen_norm = [m for m in convs if isinstance(m.norm, FrozenBatchNorm2d)]
-    assert with_frozen_norm and all("forward" in vars(m) for m in with_frozen_norm)
+    from minvis.engine.trainer import Trainer
+
+    plain = _frozen_norm_convs(build_model(parity_cfg).backbone)
+    assert plain and not any(_is_folded(m) for m in plain)  # the constructor does not fold
+    model = Trainer.build_model(parity_cfg)
+    with_frozen_norm = _frozen_norm_convs(model.backbone)
+    assert with_frozen_norm and all(_is_folded(m) for m in with_frozen_norm)
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4]
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)

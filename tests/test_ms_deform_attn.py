@@ -12,8 +12,9 @@ from mask2former.modeling.pixel_decoder.ms_deform_attn_op import (
     compiled_available,
     cpu_kernel_available,
     ms_deform_attn,
-    uses_cpu_kernel,
+    ms_deform_attn_from_offsets,
 )
+from minvis.modeling.precision import float32_islands
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 # (rtol, atol) per dtype for compiled vs fallback.
@@ -229,8 +230,107 @@ def test_layer_equals_the_paper_formula() -> None:
     got = layer(src, reference, src, spatial_shapes, starts)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.autograd.grad(got.sum(), src)[0], expected_grad, rtol=1e-4, atol=1e-5)
-    # Inference: the CPU kernel adds the offsets and takes the softmax itself.
+    # Inference: the CPU kernel (when built) adds the offsets and takes the softmax itself.
     with torch.no_grad():
-        assert uses_cpu_kernel(src, reference) == cpu_kernel_available()
+        assert (_resolve_impl(None, src, reference) == "cpu_kernel") == cpu_kernel_available()
         inferred = layer(src, reference, src, spatial_shapes, starts)
     torch.testing.assert_close(inferred, expected, rtol=1e-4, atol=1e-5)
+
+
+def _offsets_inputs(seed: int = 0, requires_grad: bool = False) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    value, shapes, starts, _, _ = _random_inputs(torch.float32, "cpu", seed=seed)
+    batch, queries, heads, levels, points = value.shape[0], 17, value.shape[2], len(shapes), 3
+    reference = torch.rand(batch, queries, levels, 2, generator=generator)
+    offsets = torch.randn(batch, queries, heads, levels, points, 2, generator=generator) * 0.2
+    logits = torch.randn(batch, queries, heads, levels, points, generator=generator) * 3
+    if requires_grad:
+        value, offsets, logits = (t.requires_grad_(True) for t in (value, offsets, logits))
+    return value, shapes, starts, reference, offsets, logits
+
+
+def _from_offsets_by_hand(value, shapes, starts, reference, offsets, logits) -> torch.Tensor:
+    """Locations = reference + offsets, weights = softmax over each query and head's
+    levels x points, then the plain sampling (grid_sample fallback)."""
+    locations = reference[:, :, None, :, None, :] + offsets
+    weights = torch.softmax(logits.flatten(-2), -1).view_as(logits)
+    return ms_deform_attn(value, shapes, starts, locations, weights, impl="pytorch")
+
+
+@pytest.mark.parametrize("impl", [None, "auto", "pytorch", "compiled"])
+def test_from_offsets_dispatches_itself(impl: str | None) -> None:
+    if impl == "compiled" and not (cpu_kernel_available() or compiled_available()):
+        pytest.skip("no compiled kernel")
+    inputs = _offsets_inputs()
+    expected = _from_offsets_by_hand(*inputs)
+    with torch.no_grad():
+        got = ms_deform_attn_from_offsets(*inputs, impl=impl)
+    assert got.shape == (2, 17, 32)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_from_offsets_with_gradients_and_float64() -> None:
+    """Calls the CPU kernel cannot take (gradients, float64) go through the locations +
+    softmax path, with gradients to value, offsets and logits."""
+    inputs = _offsets_inputs(seed=3, requires_grad=True)
+    got = ms_deform_attn_from_offsets(*inputs)
+    assert got.grad_fn is not None
+    grads = torch.autograd.grad(got.square().sum(), [inputs[0], inputs[4], inputs[5]])
+    expected = _from_offsets_by_hand(*inputs)
+    expected_grads = torch.autograd.grad(expected.square().sum(), [inputs[0], inputs[4], inputs[5]])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for name, g, e in zip(("value", "offsets", "logits"), grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5, msg=name)
+
+    doubles = [t.detach().double() if t.is_floating_point() else t for t in _offsets_inputs(seed=4)]
+    with torch.no_grad():
+        got64 = ms_deform_attn_from_offsets(*doubles)
+    assert got64.dtype == torch.float64
+    torch.testing.assert_close(got64, _from_offsets_by_hand(*doubles), rtol=1e-10, atol=1e-10)
+
+
+def test_layer_follows_the_callers_precision_and_float32_islands() -> None:
+    """The layer itself keeps no float32 region: under a bfloat16 autocast its projections
+    run in bfloat16, unless the caller declares the offset and weight projections float32
+    islands; the sampling always gets float32 values, and float32 locations and weights
+    with the islands (then the result is closer to the float32 one)."""
+    torch.manual_seed(2)
+    shapes = [(8, 10), (4, 5)]
+    spatial_shapes, starts = _level_metadata(shapes, "cpu")
+    layer = MSDeformAttn(d_model=32, n_levels=2, n_heads=4, n_points=2).eval()
+    with torch.no_grad():
+        layer.sampling_offsets.weight.normal_(std=0.5)
+        layer.attention_weights.weight.normal_(std=0.5)
+    total = sum(h * w for h, w in shapes)
+    src, reference = torch.randn(2, total, 32), torch.rand(2, total, 2, 2)
+
+    dtypes: dict[str, torch.dtype] = {}
+    for name in ("sampling_offsets", "attention_weights", "value_proj", "output_proj"):
+        getattr(layer, name).register_forward_hook(
+            lambda module, args, output, name=name: dtypes.__setitem__(name, output.dtype)
+        )
+    sampled: list[tuple[torch.dtype, ...]] = []
+    layer_module = sys.modules[MSDeformAttn.__module__]  # the package re-exports a function of that name
+
+    def spy(value, shapes, starts, reference, offsets, logits, *args):
+        sampled.append((value.dtype, reference.dtype, offsets.dtype, logits.dtype))
+        return ms_deform_attn_from_offsets(value, shapes, starts, reference, offsets, logits, *args)
+
+    with pytest.MonkeyPatch.context() as patch, torch.no_grad():
+        patch.setattr(layer_module, "ms_deform_attn_from_offsets", spy)
+        full = layer(src, reference, src, spatial_shapes, starts)
+        assert set(dtypes.values()) == {torch.float32} and sampled[-1] == (torch.float32,) * 4
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain = layer(src, reference, src, spatial_shapes, starts)
+            assert set(dtypes.values()) == {torch.bfloat16}
+            assert sampled[-1] == (torch.float32, torch.float32, torch.bfloat16, torch.bfloat16)
+            with float32_islands([layer.sampling_offsets, layer.attention_weights]):
+                islands = layer(src, reference, src, spatial_shapes, starts)
+            assert dtypes["sampling_offsets"] == dtypes["attention_weights"] == torch.float32
+            assert dtypes["value_proj"] == dtypes["output_proj"] == torch.bfloat16
+            assert sampled[-1] == (torch.float32,) * 4
+    assert plain.dtype == islands.dtype == torch.bfloat16
+    # bfloat16 has 8 bits of mantissa: both close to float32, well within a few percent.
+    scale = full.abs().max()
+    assert (plain.float() - full).abs().max() < 0.05 * scale
+    assert (islands.float() - full).abs().max() < 0.05 * scale

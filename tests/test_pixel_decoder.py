@@ -48,9 +48,7 @@ def _config(overrides: list | None = None) -> CfgNode:
 
 def _resnet_shapes(res2_channels: int) -> dict[str, ShapeSpec]:
     # R50: res2 = 256 channels at stride 4, doubling with each stage.
-    return {
-        f"res{i + 2}": ShapeSpec(channels=res2_channels * 2**i, stride=4 * 2**i) for i in range(4)
-    }
+    return {f"res{i + 2}": ShapeSpec(channels=res2_channels * 2**i, stride=4 * 2**i) for i in range(4)}
 
 
 def _features(shapes: dict[str, ShapeSpec], batch: int, height: int, width: int) -> dict:
@@ -121,31 +119,50 @@ def test_loads_official_tiny_checkpoint_and_implementations_agree(parity_fixture
     torch.testing.assert_close(compiled_scales, pytorch_scales, rtol=1e-5, atol=1e-5)
 
 
-def test_runs_in_float32_under_autocast() -> None:
+def _small_decoder() -> tuple[MSDeformAttnPixelDecoder, dict]:
     shapes = _resnet_shapes(64)
     overrides = ["MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32]
     decoder = build_pixel_decoder(_config(overrides), shapes).eval()
-    features = _features(shapes, batch=1, height=64, width=64)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        mask_features, encoder_features, multi_scale = decoder.forward_features(features)
-    assert {t.dtype for t in [mask_features, encoder_features, *multi_scale]} == {torch.float32}
+    return decoder, _features(shapes, batch=1, height=64, width=64)
 
 
-def test_low_precision_inference_is_opt_in() -> None:
-    shapes = _resnet_shapes(64)
-    overrides = ["MODEL.SEM_SEG_HEAD.CONVS_DIM", 32, "MODEL.SEM_SEG_HEAD.MASK_DIM", 32]
-    reference = build_pixel_decoder(_config(overrides), shapes).eval()
-    fast = build_pixel_decoder(_config([*overrides, "MODEL.MASK_FORMER.TEST.PRECISION", "bf16"]), shapes)
-    fast.load_state_dict(reference.state_dict())
-    features = _features(shapes, batch=1, height=64, width=64)
+def _flat(outputs: tuple) -> list[torch.Tensor]:
+    mask_features, encoder_features, multi_scale = outputs
+    return [mask_features, encoder_features, *multi_scale]
+
+
+def test_module_call_is_forward_features() -> None:
+    """The head calls the decoder as a module (so that hooks, e.g. the model's float32
+    islands, apply to it): ``decoder(features)`` is ``forward_features``."""
+    decoder, features = _small_decoder()
+    calls = []
+    decoder.register_forward_pre_hook(lambda module, args: calls.append(module))
     with torch.no_grad():
-        expected = reference.forward_features(features)[0]
+        called = decoder(features)
+        direct = decoder.forward_features(features)
+    assert calls == [decoder]
+    for got, expected in zip(_flat(called), _flat(direct), strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_follows_autocast_unless_a_float32_island() -> None:
+    """The decoder has no precision setting of its own: under a bfloat16 autocast it runs
+    in bfloat16 (close to float32); declared a float32 island it computes in float32, the
+    same as without autocast."""
+    from minvis.modeling.precision import float32_islands
+
+    decoder, features = _small_decoder()
+    with torch.no_grad():
+        expected = decoder(features)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            mask_features = fast.eval().forward_features(features)[0]
-            fast.train()
-            assert fast.forward_features(features)[0].dtype == torch.float32  # training: official
-    assert mask_features.dtype == torch.bfloat16
-    torch.testing.assert_close(mask_features.float(), expected, rtol=0.05, atol=0.05)
+            low = decoder(features)
+            with float32_islands([decoder]):
+                island = decoder(features)
+    assert low[0].dtype == torch.bfloat16
+    torch.testing.assert_close(low[0].float(), expected[0], rtol=0.05, atol=0.05)
+    assert {t.dtype for t in _flat(island)} == {torch.float32}
+    for got, want in zip(_flat(island), _flat(expected), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_finds_decoders_registered_the_official_way() -> None:

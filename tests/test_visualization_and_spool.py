@@ -6,21 +6,18 @@ import torch
 from pycocotools import mask as mask_util
 
 from minvis.evaluation.track_spool import TrackSpool
-from minvis.inference import FrameInstances
+from minvis.tracking import FrameInstances
 from minvis.visualization import draw_instances, track_color
 from minvis.ytvis_format import validate_result_entry
 
 
-def frame_instances(
-    index: int, tracks: list[int], labels: list[int], masks: np.ndarray
-) -> FrameInstances:
+def frame_instances(index: int, tracks: list[int], labels: list[int], masks: np.ndarray) -> FrameInstances:
     return FrameInstances(
         frame_index=index,
         track_ids=torch.tensor(tracks, dtype=torch.long),
         labels=torch.tensor(labels, dtype=torch.long),
         scores=torch.linspace(0.9, 0.6, len(tracks)),
         masks=torch.from_numpy(masks),
-        permutation=torch.arange(4),
     )
 
 

@@ -37,7 +37,7 @@ def test_queries_are_assigned_to_present_instances_only() -> None:
 
     from minvis.config import build_config
     from minvis.data.synthetic import SyntheticSpec
-    from minvis.inference import FrameOutputs
+    from minvis.tracking import FrameOutputs
 
     tool = load_tool()
     cfg = build_config(str(TINY), ["INPUT.MIN_SIZE_TEST", 48, "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", 64])
@@ -56,7 +56,7 @@ def test_queries_are_assigned_to_present_instances_only() -> None:
     q = num_queries
     empty = tool.frame_assignment(
         model.criterion.matcher,
-        FrameOutputs(torch.zeros(q, 5), torch.zeros(q, 12, 16), torch.zeros(q, 1)),
-        video.masks[:, 0] & False, video.labels, (48, 64), (64, 64),
+        FrameOutputs(torch.zeros(q, 5), torch.zeros(q, 12, 16), torch.zeros(q, 1), (48, 64), (64, 64)),
+        video.masks[:, 0] & False, video.labels,
     )  # fmt: skip
     assert (empty == tool.UNASSIGNED).all()
