@@ -1,17 +1,9 @@
 #!/usr/bin/env python
 """Train and evaluate MinVIS with detectron2's trainer.
 
-    python train_net.py --config-file configs/youtubevis_2019/video_maskformer2_R50_bs32_8ep_frame.yaml \\
-        --num-gpus 8 [--resume] [--eval-only] [--overwrite] [--debug] [KEY VALUE ...]
-
-On a machine without CUDA (or with ``MODEL.DEVICE cpu``), ``--num-gpus N`` starts N CPU
-processes joined by gloo instead of NCCL.
-
-A finished run (``OUTPUT_DIR/model_final.pth``) is never trained over silently: pass
-``--resume`` to continue it or ``--overwrite`` to start again in that folder.
-``--eval-only`` keeps a training folder's ``config.yaml`` and writes its own config as
-``config_eval.yaml``. Bad data, configs and checkpoints are reported in one line naming
-the file (exit code 2); ``--debug`` shows the traceback.
+Without CUDA, ``--num-gpus N`` starts N CPU processes joined by gloo. ``--eval-only`` keeps a
+training folder's ``config.yaml`` and writes its own as ``config_eval.yaml``. Bad data, configs
+and checkpoints are reported in one line naming the file (exit code 2; ``--debug``: traceback).
 """
 
 import logging
@@ -41,8 +33,7 @@ USER_ERRORS = (OSError, YTVISFormatError, CheckpointLoadError, OutputPathError)
 
 
 def run_config(args) -> CfgNode:
-    """The run's frozen config, with the one device decision of this script: a CUDA
-    ``MODEL.DEVICE`` falls back to the CPU where CUDA is not available."""
+    """The run's frozen config; a CUDA ``MODEL.DEVICE`` falls back to the CPU without CUDA."""
     cfg = build_config(args.config_file, args.opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"

@@ -1,27 +1,15 @@
 #!/usr/bin/env python
 """MinVIS demo: track and segment the instances of a video, frame by frame.
 
-    python demo/demo.py --config-file CONFIG --input VIDEO_OR_FOLDER_OR_GLOB --output DIR \\
-        [--mode stream|video] [--frame-stride N] [--confidence-threshold 0.5] [--save-frames] \\
-        [--max-frames N] [--amp] [--overwrite] [--opts KEY VALUE ...]
+Writes to DIR: ``annotated.mp4`` (each track in a stable colour with its id, class and score),
+``results.json`` (one entry per track in the submission format, video_id 1) and, with
+``--save-frames``, ``frames/NNNNN.jpg``. Errors exit with status 2.
 
-Writes to DIR: ``annotated.mp4`` (each track in a stable colour with its id, class and
-running score), ``results.json`` (one entry per track in the YouTube-VIS submission
-format, video_id 1) and, with ``--save-frames``, ``frames/NNNNN.jpg``. The input is
-streamed: memory does not grow with the video. Errors exit with status 2.
-
-``--mode stream`` (default) shows each frame's tracks with running scores as soon as the
-frame is processed, in one pass with memory flat however long the video, on any input.
-``--mode video`` shows the paper's (and the official demo's) output: the model's top-k
-instances of the whole video with their video-level class and score, drawn on every
-frame. It needs the whole video before drawing, so it runs two passes: pass 1 runs the
-model frame by frame and keeps only what the paper's result needs (per frame the mask
-logits of the queries, ``T * Q * h * w`` floats, in a temporary file, or in memory with
-``--opts MODEL.MASK_FORMER.TEST.SPILL_MASKS_TO_DISK False``), pass 2 decodes the input
-again and draws the selected instances' masks frame by frame. Stream is the default
-because it works on any length with constant memory and one decode; ``results.json`` holds the top-k
-entries in video mode (what the evaluator writes for the video). ``--frame-stride N``
-uses every N-th frame (of the first ``--max-frames``) in both modes.
+``--mode stream`` (default): each frame's tracks with running scores, in one pass with flat
+memory. ``--mode video``: the paper's top-k instances of the whole video with video-level class
+and score (also in ``results.json``), in two passes: pass 1 runs the model and keeps the mask
+logits (``T * Q * h * w`` floats, in a temporary file unless ``SPILL_MASKS_TO_DISK False``),
+pass 2 decodes the input again and draws.
 """
 
 import argparse
@@ -106,9 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def prepare_output(folder: Path, inputs: list[str], overwrite: bool) -> list[Path]:
-    """Create ``folder`` and return the existing files at its output names (which the
-    run replaces once it has succeeded). The rule of :mod:`minvis.output_paths`: an
-    output name holding the input is refused, other existing ones need ``overwrite``."""
+    """Create ``folder`` and return the existing files at its output names (replaced once the
+    run has succeeded), by the rule of :mod:`minvis.output_paths`."""
     outputs = [folder / name for name in (VIDEO_NAME, RESULTS_NAME, FRAMES_NAME)]
     existing = check_outputs(outputs, inputs, overwrite=overwrite)
     folder.mkdir(parents=True, exist_ok=True)

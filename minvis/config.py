@@ -1,14 +1,7 @@
 """Config of MinVIS: the video keys (:func:`add_minvis_config`) and a full config (:func:`build_config`).
 
-:func:`add_minvis_config` declares every key of this package: the official
-``add_maskformer2_video_config`` and ``add_minvis_config`` keys (same names and
-defaults) and this codebase's additions, all defaulting to the official behaviour. The
-image model's keys are declared in :mod:`mask2former.config`. Each key is read next to
-its consumer (``from_config`` of the model, the dataset mapper, ...).
-
-Importing this module registers what a full config refers to: the image model
-(:mod:`mask2former`), the meta-architecture ``VideoMaskFormer_frame``
-(:mod:`minvis.modeling`) and the builtin datasets (:mod:`minvis.data`).
+The official video and MinVIS keys keep their names and defaults; additions default to the
+official behaviour. Importing this module registers the model and the builtin datasets.
 """
 
 from collections.abc import Sequence
@@ -23,12 +16,8 @@ from . import data, modeling  # noqa: F401  (register the builtin datasets and V
 
 
 def add_minvis_config(cfg: CN) -> None:
-    """Add video data, MinVIS inference and tracking keys to a detectron2 config.
-
-    Call after ``add_maskformer2_config``.
-    """
-    # Clip sampling (official video keys and defaults). The MinVIS YAMLs set
-    # SAMPLING_FRAME_NUM 1: the image model trains on single frames.
+    """Add video data, MinVIS inference and tracking keys (after ``add_maskformer2_config``)."""
+    # Clip sampling (official keys and defaults; the MinVIS YAMLs train on single frames).
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
     cfg.INPUT.SAMPLING_FRAME_RANGE = 20
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
@@ -43,10 +32,8 @@ def add_minvis_config(cfg: CN) -> None:
     test.WINDOW_SIZE = 30  # official: hard-coded 30
     # Video-level instances kept per video, over (track, class) pairs (official: 10).
     test.TOP_K = 10
-    # Keep the per-frame mask logits of the video-level result ([Q, H/4, W/4] float32 per
-    # frame, which the top-k masks need after the last frame) in a temporary file instead of
-    # in memory: same results, and memory does not grow with the video (R50 at 360x640:
-    # 5.8 MB per frame). False keeps them in RAM (the official code keeps them on the GPU).
+    # Keep the per-frame mask logits ([Q, H/4, W/4] float32, needed for the top-k masks after
+    # the last frame) in a temporary file: same results, memory flat however long the video.
     test.SPILL_MASKS_TO_DISK = True
 
     # The paper's analyses (section 4.3, Tables 4 and 5, Figure 5); defaults = MinVIS.
@@ -73,9 +60,8 @@ def add_minvis_config(cfg: CN) -> None:
     cfg.TEST.AMP = CN()
     cfg.TEST.AMP.ENABLED = True  # official key, read by PRECISION "auto"
 
-    # Reproducibility (minvis.engine.reproducibility, applied by train_net.py): torch's
-    # intra-op CPU threads (0: torch's default, OMP_NUM_THREADS or the core count; float
-    # sums depend on it), and torch's deterministic algorithms where it has them.
+    # Reproducibility (minvis.engine.reproducibility): torch's intra-op CPU threads (0: torch's
+    # default) and deterministic algorithms.
     cfg.NUM_THREADS = 0
     cfg.DETERMINISTIC = False
 

@@ -1,16 +1,11 @@
 """The output rule shared by every command-line tool (README, "Your files are safe").
 
 1. An output never replaces an input, not even with ``--overwrite``.
-2. An existing file or folder at an output name is replaced only with an explicit flag
-   (``--overwrite``).
-3. Outputs are written under temporary names (``NAME.partial.EXT``) next to their final
-   names and renamed into place only when the run succeeds; an interrupted or failed
-   run removes them, so nothing incomplete sits under a final name and nothing
-   temporary stays behind.
+2. An existing file or folder at an output name is replaced only with ``--overwrite``.
+3. Outputs are written as ``NAME.partial.EXT`` and renamed into place only when the run
+   succeeds; a failed or interrupted run (SIGTERM included) removes them.
 
-SIGTERM is turned into ``KeyboardInterrupt`` (:func:`interrupt_on_sigterm`) so that the
-same cleanup runs when a job is killed politely. Standard library only: the light
-tools (the eval CLI) use it too.
+Standard library only: the light tools (the eval CLI) use it too.
 """
 
 import os
@@ -19,7 +14,7 @@ import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Self
 
 PARTIAL_TAG = ".partial"
@@ -29,14 +24,10 @@ class OutputPathError(Exception):
     """An output that would replace an input or an existing file (one-line message)."""
 
 
-def _resolved(path: str | os.PathLike) -> Path:
-    return Path(path).expanduser().resolve()
-
-
 def overlaps(output: str | os.PathLike, input_path: str | os.PathLike) -> bool:
     """True if writing or deleting ``output`` would touch ``input_path``: the same path
     (links resolved), or one inside the other."""
-    out, inp = _resolved(output), _resolved(input_path)
+    out, inp = Path(output).expanduser().resolve(), Path(input_path).expanduser().resolve()
     return out == inp or out in inp.parents or inp in out.parents
 
 
@@ -47,11 +38,7 @@ def check_outputs(
     overwrite: bool,
     flag: str = "--overwrite",
 ) -> list[Path]:
-    """Apply rules 1 and 2; return the outputs that exist (and may be replaced).
-
-    Raises :class:`OutputPathError` if an output is, holds or lies inside an input, or
-    if an output exists and ``overwrite`` is false.
-    """
+    """Apply rules 1 and 2 (:class:`OutputPathError`); return the outputs that exist (and may be replaced)."""
     outputs, inputs = [Path(p) for p in outputs], [Path(p) for p in inputs]
     for output in outputs:
         for input_path in inputs:
@@ -102,12 +89,7 @@ class StagedOutputs:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is not None:
             for final in self.finals:
                 remove_path(partial_path(final))

@@ -33,11 +33,8 @@ def shown_instances(instances: FrameInstances, score_threshold: float) -> FrameI
 def draw_instances(
     frame: np.ndarray, instances: FrameInstances, class_names: Sequence[str], alpha: float = 0.5
 ) -> np.ndarray:
-    """Overlay masks, outlines and ``#id class score`` labels on an RGB ``uint8 [H, W, 3]`` frame.
-
-    Returns a new frame; ``instances.masks`` must have the frame's size. Where masks
-    overlap, the later instance's colour is shown.
-    """
+    """A copy of an RGB ``uint8 [H, W, 3]`` frame with masks, outlines and ``#id class score``
+    labels (masks of the frame's size; where they overlap, the later instance's colour)."""
     tracks = instances.track_ids.tolist()
     masks = instances.masks.numpy()  # bool [N, H, W]
     shown = np.full(frame.shape[:2], len(tracks), dtype=np.int16)  # [H, W]: instance shown, N = none

@@ -8,8 +8,7 @@
    server-format results.zip.
 4. Runs demo/demo.py on the synthetic video file and writes the annotated video.
 
-Everything goes to a new folder ``output/default_run/<timestamp>`` (nothing is
-overwritten); the last lines printed say where.
+Everything goes to a new folder ``output/default_run/<timestamp>``.
 """
 
 import argparse

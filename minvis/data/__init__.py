@@ -1,12 +1,9 @@
-"""Video data: YouTube-VIS-format datasets, frame sampling, augmentation, loaders.
-
-Importing the package registers the builtin datasets (YouTube-VIS 2019/2021, OVIS and
-the synthetic set) under ``$DETECTRON2_DATASETS``, without reading any file.
-"""
+"""Video data. Importing the package registers the builtin datasets (YouTube-VIS 2019/2021,
+OVIS, the synthetic set) under ``$DETECTRON2_DATASETS``, without reading any file."""
 
 import os
 
-from .build import build_ytvis_test_loader, build_ytvis_train_loader, get_video_dataset_dicts
+from .build import build_ytvis_test_loader, build_ytvis_train_loader
 from .builtin import datasets_root, register_all_builtin, register_synthetic_ytvis
 from .mapper import YTVISDatasetMapper
 from .ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances, ytvis_metadata
@@ -17,9 +14,7 @@ __all__ = [
     "build_ytvis_test_loader",
     "build_ytvis_train_loader",
     "datasets_root",
-    "get_video_dataset_dicts",
     "load_ytvis_json",
-    "register_all_builtin",
     "register_synthetic_ytvis",
     "register_ytvis_instances",
     "ytvis_metadata",

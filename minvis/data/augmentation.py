@@ -1,12 +1,9 @@
 """Clip-consistent augmentation of the frames of a training clip.
 
-The official video augmentation draws a "by clip" augmentation's random parameters once
-per ``SAMPLING_FRAME_NUM`` calls, through a counter kept in the augmentation object.
-Here an augmentation wrapped in :class:`PerClip` is drawn on the first frame of a clip
-and its transform reused for the others (:func:`augment_clip`); the frames of a video
-share one size, so the transform fits them all. The optional crop is drawn per clip too
-(officially per frame), so a clip's frames stay aligned. MinVIS trains on one-frame
-clips, for which all of this is the same as the official augmentation.
+A :class:`PerClip` augmentation is drawn on a clip's first frame and its transform replayed
+on the others (officially: a counter in the augmentation object). The optional crop is drawn
+per clip too (officially per frame), so a clip's frames stay aligned. For MinVIS's one-frame
+clips this is the official augmentation.
 """
 
 from collections.abc import Sequence
@@ -27,11 +24,7 @@ _OPTIONAL = {
 
 
 class PerClip(T.Augmentation):
-    """Marks ``aug`` as drawn once per clip by :func:`augment_clip`.
-
-    Used alone (e.g. in a :class:`~detectron2.data.transforms.AugmentationList`) it
-    behaves exactly like ``aug``.
-    """
+    """Marks ``aug`` as drawn once per clip by :func:`augment_clip`; elsewhere it is ``aug``."""
 
     def __init__(self, aug: T.Augmentation) -> None:
         super().__init__()
@@ -48,12 +41,7 @@ class PerClip(T.Augmentation):
 def augment_clip(
     augmentations: Sequence[T.Augmentation], images: Sequence[np.ndarray]
 ) -> tuple[list[np.ndarray], list[T.TransformList]]:
-    """Augment the frames of one clip; returns the images and each frame's transforms.
-
-    Augmentations are applied in order to every frame; a :class:`PerClip` one is drawn
-    on the first frame and its transform replayed on the next ones, the others are drawn
-    again for every frame.
-    """
+    """Augment the frames of one clip; returns the images and each frame's transforms."""
     per_clip: dict[int, T.Transform] = {}
     out_images, out_transforms = [], []
     for image in images:
@@ -91,15 +79,8 @@ def _flip(mode: str) -> T.Augmentation:
 
 
 def build_augmentation(cfg: CfgNode, is_train: bool) -> list[T.Augmentation]:
-    """The augmentations of the official video configs.
-
-    Training: optional crop (``INPUT.CROP``, drawn once per clip), shortest-edge resize
-    (``INPUT.MIN_SIZE_TRAIN_SAMPLING``: ``choice``/``range`` per frame,
-    ``choice_by_clip``/``range_by_clip`` per clip), flip (``INPUT.RANDOM_FLIP``:
-    ``none``, ``horizontal``, ``vertical`` per frame, ``flip_by_clip`` horizontal per
-    clip), then the per-frame ``INPUT.AUGMENTATIONS`` among brightness, contrast,
-    saturation and rotation. Test: resize to ``MIN_SIZE_TEST``/``MAX_SIZE_TEST``.
-    """
+    """The augmentations of the official video configs: training crop, resize, flip (``*_by_clip``
+    variants drawn per clip) and ``INPUT.AUGMENTATIONS``; test resize."""
     if not is_train:
         return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
     augs: list[T.Augmentation] = []

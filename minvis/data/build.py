@@ -1,8 +1,4 @@
-"""Data loaders over YouTube-VIS-format video datasets.
-
-detectron2's own ``get_detection_dataset_dicts`` expects one image per dict, so the
-video dicts are gathered here and handed to detectron2's loader builders.
-"""
+"""Data loaders over YouTube-VIS-format video datasets (detectron2's loaders, video dicts)."""
 
 import itertools
 import logging
@@ -38,14 +34,9 @@ def _json_files(names: list[str]) -> list[str]:
 def get_video_dataset_dicts(
     names: Iterable[str], filter_empty: bool, *, require_objects: bool = False
 ) -> list[dict[str, Any]]:
-    """The video dicts of the registered datasets ``names``, concatenated.
-
-    With ``filter_empty`` (``DATALOADER.FILTER_EMPTY_ANNOTATIONS``), videos without a
-    non-crowd annotation in any frame are dropped, as officially. With
-    ``require_objects`` (training), datasets without any such annotation are an error:
-    a model trained on them learns only "no object", which is never what was meant (a
-    test split or the wrong file), so it fails at once rather than after hours.
-    """
+    """The video dicts of the registered datasets ``names``, concatenated; ``filter_empty`` drops
+    videos without a non-crowd annotation. ``require_objects`` (training) makes datasets without
+    any an error at once, not a model that learnt only "no object" hours later."""
     names = list(names)
     videos = list(itertools.chain.from_iterable(DatasetCatalog.get(n) for n in names))
     if require_objects and not any(_has_usable_annotation(v) for v in videos):
@@ -63,13 +54,7 @@ def get_video_dataset_dicts(
 
 
 def build_ytvis_train_loader(cfg: CfgNode, mapper: Mapper | None = None) -> DataLoader:
-    """Infinite training loader over ``DATASETS.TRAIN``: batches of mapped clips.
-
-    ``mapper`` defaults to ``YTVISDatasetMapper(cfg, is_train=True)``. Batch size is
-    ``SOLVER.IMS_PER_BATCH`` (videos, across all processes); the sampler is
-    ``DATALOADER.SAMPLER_TRAIN`` (``TrainingSampler`` or ``RandomSubsetTrainingSampler``;
-    the category-frequency one needs image dicts).
-    """
+    """Infinite training loader over ``DATASETS.TRAIN``: ``SOLVER.IMS_PER_BATCH`` mapped clips per batch."""
     if cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler":
         raise ValueError("RepeatFactorTrainingSampler does not support video datasets.")
     videos = get_video_dataset_dicts(
@@ -81,10 +66,7 @@ def build_ytvis_train_loader(cfg: CfgNode, mapper: Mapper | None = None) -> Data
 
 
 def build_ytvis_test_loader(cfg: CfgNode, dataset_name: str, mapper: Mapper | None = None) -> DataLoader:
-    """Inference loader over one dataset: one whole video per batch, in dataset order.
-
-    ``mapper`` defaults to ``YTVISDatasetMapper(cfg, is_train=False)``.
-    """
+    """Inference loader over one dataset: one whole video per batch, in dataset order."""
     return build_detection_test_loader(
         get_video_dataset_dicts([dataset_name], filter_empty=False),
         mapper=mapper or YTVISDatasetMapper(cfg, is_train=False),

@@ -1,16 +1,8 @@
-"""The builtin video datasets, registered (lazily) under the official names.
+"""The builtin video datasets, registered (lazily: no file is read) under the official names.
 
-Files are expected under ``$DETECTRON2_DATASETS`` (default ``./datasets``)::
-
-    ytvis_2019/{train,valid,test}/JPEGImages/   ytvis_2019/{train,valid,test}.json
-    ytvis_2021/{train,valid,test}/JPEGImages/   ytvis_2021/{train,valid,test}.json
-    ovis/{train,valid,test}/                    ovis/annotations/annotations_{train,valid,test}.json
-
-and the synthetic set of ``tools/data/make_synthetic_ytvis.py`` under ``synthetic_ytvis/``.
-Local train/val splits of each train set written by ``tools/data/split_dataset.py`` to
-``ytvis_2019/splits/``, ``ytvis_2021/splits/`` or ``ovis/splits/`` are registered as
-``{ytvis_2019,ytvis_2021,ovis}_local{train,val}`` (see :mod:`minvis.data.split`).
-Registration reads no file; a dataset's JSON is read when it is first used.
+Files are expected under ``$DETECTRON2_DATASETS`` (default ``./datasets``) as listed in
+``BUILTIN_SPLITS``; local splits in ``{ytvis_2019,ytvis_2021,ovis}/splits/`` (written by
+``tools/data/split_dataset.py``) are registered as ``{dataset}_local{train,val}``.
 """
 
 import os
@@ -125,11 +117,7 @@ def register_all_builtin(root: str) -> None:
 def register_synthetic_ytvis(
     root: str, prefix: str = "synthetic_ytvis", splits: Iterable[str] = ("train", "val")
 ) -> list[str]:
-    """Register a dataset written by ``tools/data/make_synthetic_ytvis.py --root ROOT``.
-
-    Split ``s`` becomes ``{prefix}_{s}`` with frames under ``ROOT/s/JPEGImages`` and
-    annotations in ``ROOT/s.json``. Returns the registered names.
-    """
+    """Register the splits of ``tools/data/make_synthetic_ytvis.py --root ROOT`` as ``{prefix}_{split}``."""
     names = []
     for split in splits:
         name = f"{prefix}_{split}"

@@ -24,11 +24,8 @@ SUPERVISED_MATCHING_FRAMES = 2  # the supervised matching loss compares a pair o
 
 
 def training_clip_sampling(cfg: CfgNode) -> tuple[int, int]:
-    """``(frames per training clip, max distance to the reference frame)``.
-
-    ``INPUT.SAMPLING_FRAME_{NUM,RANGE}``; with supervised matching a pair of frames at
-    most ``SUPERVISED_MATCHING.FRAME_RANGE`` apart (``<= 0``: ``INPUT.SAMPLING_FRAME_RANGE``).
-    """
+    """``(frames per training clip, max distance to the reference frame)``; supervised matching
+    trains on pairs of frames."""
     supervised = cfg.MODEL.MINVIS.SUPERVISED_MATCHING
     if not supervised.ENABLED:
         return cfg.INPUT.SAMPLING_FRAME_NUM, cfg.INPUT.SAMPLING_FRAME_RANGE
@@ -39,12 +36,8 @@ def training_clip_sampling(cfg: CfgNode) -> tuple[int, int]:
 def segmentation_to_mask(
     segm: Any, transforms: T.Transform, in_size: tuple[int, int], out_size: tuple[int, int]
 ) -> np.ndarray:
-    """Rasterise one instance's segmentation after ``transforms``, (H, W) bool.
-
-    Polygons are transformed as coordinates and rasterised at the output size (with
-    pycocotools, which clips them to the image); RLE is decoded at the input size and
-    transformed as a segmentation map (nearest neighbour).
-    """
+    """Rasterise one instance's segmentation after ``transforms``, (H, W) bool: polygons as
+    coordinates, at the output size; RLE as a segmentation map (nearest neighbour)."""
     if isinstance(segm, dict):
         rle = segm
         if isinstance(rle["counts"], list):
@@ -64,11 +57,8 @@ def _frame_instances(
     in_size: tuple[int, int],
     out_size: tuple[int, int],
 ) -> Instances:
-    """Targets of one frame, one row per track of the clip (``tracks``: id -> class).
-
-    A track absent from the frame (or cropped out of it) has an empty mask and
-    ``gt_id`` -1; its ``gt_class`` is still the track's category.
-    """
+    """Targets of one frame, one row per track of the clip (``tracks``: id -> class); a track
+    not visible in the frame has an empty mask and ``gt_id`` -1."""
     rows = {track_id: row for row, track_id in enumerate(tracks)}
     masks = torch.zeros((len(tracks), *out_size), dtype=torch.bool)
     for anno in frame_annos:
@@ -86,17 +76,9 @@ def _frame_instances(
 class YTVISDatasetMapper:
     """Map a video dict of :func:`~minvis.data.ytvis.load_ytvis_json` to model input.
 
-    Training: draws a clip (:func:`~minvis.data.sampling.sample_clip_frames`, with
-    ``SAMPLING_FRAME_RATIO`` sub-sampling), reads its frames, augments them
-    consistently (:func:`~minvis.data.augmentation.augment_clip`) and builds per-frame
-    :class:`Instances` with ``gt_classes``, ``gt_ids`` (the track id, -1 where the track
-    is not visible), ``gt_masks`` (:class:`BitMasks`) and ``gt_boxes``, one row per
-    non-crowd track visible in some frame of the clip, sorted by track id.
-    Inference: all frames, resized, no targets.
-
-    Output: ``image`` (list of CHW uint8 tensors), ``instances`` (training only),
-    ``file_names`` and ``frame_indices`` of the frames used, and the video's ``height``,
-    ``width``, ``length`` and ``video_id``.
+    Training: a sampled clip, augmented consistently, with per-frame :class:`Instances`
+    (``gt_classes``, ``gt_ids``, ``gt_masks``, ``gt_boxes``), one row per non-crowd track of the
+    clip, sorted by track id. Inference: all frames, resized, no targets.
     """
 
     @configurable
@@ -128,7 +110,6 @@ class YTVISDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict[str, Any]:
-        # Supervised matching (MODEL.MINVIS.SUPERVISED_MATCHING) needs pairs of frames.
         frame_num, frame_range = training_clip_sampling(cfg)
         return {
             "is_train": is_train,

@@ -1,10 +1,4 @@
-"""Test-time preprocessing of a decoded frame: the dataset mapper's inference path.
-
-A decoded RGB ``uint8 [H, W, 3]`` frame is put in ``INPUT.FORMAT`` channel order,
-resized by the test augmentation (``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``)
-and turned into the model's ``uint8 [3, h, w]`` input tensor, exactly as
-:class:`~minvis.data.mapper.YTVISDatasetMapper` does for frames read from files.
-"""
+"""Test-time preprocessing of a decoded frame, exactly as the dataset mapper's inference path."""
 
 import numpy as np
 import torch

@@ -1,13 +1,4 @@
-"""Which frames of a video are used for training.
-
-Two choices, as in the official MinVIS dataset mapper:
-
-* ``INPUT.SAMPLING_FRAME_RATIO`` < 1 keeps the annotations of only a fixed, uniformly
-  spaced subset of each video's frames (the paper's 1% / 5% / 10% settings);
-  :func:`subsampled_frame_indices` says which ones.
-* Every iteration then draws ``INPUT.SAMPLING_FRAME_NUM`` frames of a video
-  (MinVIS uses 1) with :func:`sample_clip_frames`.
-"""
+"""Which frames of a video are used for training, as in the official MinVIS dataset mapper."""
 
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
@@ -33,15 +24,9 @@ def _check_length(length: int) -> None:
 
 
 def subsampled_frame_indices(length: int, ratio: float) -> list[int]:
-    """Indices of the frames whose annotations are kept under ``SAMPLING_FRAME_RATIO``.
-
-    With ``ratio >= 1`` every frame is kept. Otherwise ``n = max(round(length * ratio), 1)``
-    frames are kept (``round`` halves to even, like ``np.round``): the middle frame
-    ``length // 2`` when ``n == 1``, else ``np.linspace(0, length, n, endpoint=False)``
-    converted to int. The float ``linspace`` is kept on purpose: it is what the official
-    code computes, and in rare cases (e.g. length 30, ratio 0.75) it lands one frame
-    below the exact ``floor(i * length / n)``.
-    """
+    """Indices of the frames whose annotations are kept under ``SAMPLING_FRAME_RATIO`` (the
+    paper's 1% / 5% / 10% settings). The float ``linspace`` is the official computation: in rare
+    cases (length 30, ratio 0.75) it lands one frame below the exact ``floor(i * length / n)``."""
     _check_length(length)
     if ratio <= 0:
         raise ValueError(f"SAMPLING_FRAME_RATIO must be positive, got {ratio}.")
@@ -61,17 +46,9 @@ def sample_clip_frames(
     shuffle: bool,
     rng: RandomSource,
 ) -> list[int]:
-    """Draw the frames of one training clip of a video (official semantics).
-
-    With ``ratio < 1`` the clip is a single frame drawn uniformly from
-    :func:`subsampled_frame_indices` (only ``num_frames == 1`` is supported, as
-    officially). Otherwise a reference frame is drawn uniformly from the whole video
-    and the other ``num_frames - 1`` frames are drawn with replacement among the frames
-    at most ``frame_range`` away from it (the reference excluded; a one-frame video
-    repeats its only frame). The clip is sorted by time unless ``shuffle``.
-
-    ``rng`` is usually the :mod:`random` module, which detectron2 seeds per worker.
-    """
+    """Draw the frames of one training clip of a video (official semantics): a reference frame,
+    and ``num_frames - 1`` others with replacement at most ``frame_range`` away, sorted unless
+    ``shuffle``. ``rng`` is usually the :mod:`random` module, which detectron2 seeds per worker."""
     _check_length(length)
     if num_frames < 1:
         raise ValueError(f"SAMPLING_FRAME_NUM must be >= 1, got {num_frames}.")

@@ -1,12 +1,8 @@
 """Local train/val splits of a YouTube-VIS-format *train* annotation file, split by video.
 
-The validation ground truth of YouTube-VIS and OVIS is not public, so local AP needs
-videos held out of the train set (the MinVIS paper's appendix E splits it 90/10).
-:func:`split_videos` makes such a split, deterministic in ``(val_fraction, seed)``;
-``tools/data/split_dataset.py`` writes it as ``SPLIT_DIR/train.json`` and ``SPLIT_DIR/val.json``
-and :func:`register_split` registers the two files under ``{prefix}_localtrain`` and
-``{prefix}_localval``. Video and annotation ids are kept, so both files use the original
-train image root.
+The validation ground truth of YouTube-VIS and OVIS is not public, so local AP needs videos
+held out of the train set (the paper's appendix E: 90/10). Ids are kept, so both files use
+the original train image root.
 """
 
 import math
@@ -69,19 +65,9 @@ def _annotation_video_ids(dataset: Mapping[str, Any], video_ids: set[int]) -> li
 def split_videos(
     dataset: Mapping[str, Any], val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a YouTube-VIS-format dataset dict by video into (train, val) dicts.
-
-    ``num_val_videos(len(videos), val_fraction)`` videos, drawn by ``random.Random(seed)``
-    from the sorted video ids, go to val; the result depends only on the set of video ids,
-    the fraction and the seed. Each annotation goes with its video; every other top-level
-    key (``categories``, ``info``, ``licenses``, ...) is copied to both. Videos and
-    annotations keep their ids and their order in the input.
-
-    Raises:
-        ValueError: ``val_fraction`` not in (0, 1) or fewer than 2 videos.
-        YTVISFormatError: not a dict, videos without integer ids, duplicate video ids, no
-            ``annotations`` list, or an annotation of an unknown video.
-    """
+    """Split a YouTube-VIS-format dataset dict by video into (train, val) dicts, depending only
+    on the set of video ids, the fraction and the seed. Annotations go with their video, other
+    top-level keys are copied to both; ids and order are kept."""
     ids = _video_ids(dataset)
     owners = _annotation_video_ids(dataset, set(ids))
     val_ids = set(random.Random(seed).sample(sorted(ids), num_val_videos(len(ids), val_fraction)))
@@ -113,19 +99,8 @@ def register_split(
     split_dir: str | os.PathLike,
     image_root: str | os.PathLike,
 ) -> list[str]:
-    """Register ``SPLIT_DIR/{train,val}.json`` as ``{name_prefix}_local{train,val}``.
-
-    Args:
-        name_prefix: e.g. ``ytvis_2019`` gives ``ytvis_2019_localtrain`` and
-            ``ytvis_2019_localval``.
-        base: the registered train dataset whose categories the split shares (its
-            ``thing_classes``, ``thing_colors`` and category id map are copied), or a
-            metadata dict such as :func:`~minvis.data.ytvis.ytvis_metadata` returns.
-        split_dir: the ``--out-dir`` of ``tools/data/split_dataset.py``.
-        image_root: the image root of the original train set.
-
-    Like :func:`register_ytvis_instances`, this reads no file. Returns the two names.
-    """
+    """Register ``split_dir/{train,val}.json`` as ``{name_prefix}_local{train,val}`` (no file is
+    read), with the categories of ``base``: a registered dataset's name or a metadata dict."""
     metadata = _category_metadata(base)
     names = []
     for suffix, file_name in SPLIT_FILES.items():

@@ -1,16 +1,9 @@
-"""A small synthetic video instance segmentation dataset in YouTube-VIS format.
+"""A small synthetic video instance segmentation dataset in YouTube-VIS format (trains on a CPU).
 
-Textured shapes of four classes (circle, square, triangle, star) drift and spin over a
-noisy background. Objects are drawn in a fixed depth order, so they occlude each other,
-and some swing out of the frame and come back, so tracks disappear and reappear (their
-segmentation is null while invisible). Every video is determined by
-``(seed, split, index)``, so a split is reproducible whatever the number of videos.
-Small enough to train on a CPU; used by the tests and the demo.
-
-:data:`STRESS_PRESETS` make tracking harder (see :func:`stress_spec`): ``occlusion`` (more
-and bigger objects and a static band in front of them that hides whatever passes
-behind it), ``reentry`` (every object leaves the frame and comes back) and ``lookalike``
-(all objects of a video share class, colour, texture and size, and move faster).
+Textured shapes of four classes drift and spin over a noisy background, occlude each other
+and swing out of the frame and back (null segmentations while invisible). Every video is
+determined by ``(seed, split, index)``. :data:`STRESS_PRESETS` make tracking harder:
+``occlusion`` (a band in front of the objects), ``reentry``, ``lookalike``.
 """
 
 import json
@@ -41,11 +34,8 @@ OCCLUDER_STRIPE_SHADE = 0.7  # brightness of the darker stripes
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Size and format of the generated videos, and how hard they are to track.
-
-    The defaults render the standard set; :data:`STRESS_PRESETS` override the fields
-    after ``rle``. Sizes and speeds are fractions of the frame's shorter side / size.
-    """
+    """Size and format of the generated videos, and how hard they are to track (the fields after
+    ``rle``). Sizes and speeds are fractions of the frame's shorter side / size."""
 
     num_frames: int = 12
     height: int = 128

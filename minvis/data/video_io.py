@@ -1,14 +1,7 @@
 """Stream video frames from files, frame folders or glob patterns, and write videos.
 
-Readers never hold a whole video: they decode one frame at a time and yield RGB
-``uint8 [H, W, 3]`` numpy arrays. Every failure (missing path, undecodable file, empty
-folder, frames of different sizes) is a :class:`VideoReadError` naming the path.
-
-* :func:`open_frame_source` picks the reader for a path: a video file
-  (``.mp4 .avi .mov .mkv``, decoded by OpenCV's FFmpeg backend), a folder of images
-  (sorted naturally, ``2.jpg`` before ``10.jpg``) or a glob pattern (``frames/*.png``).
-* :class:`VideoWriter` writes RGB frames to ``.mp4`` (mp4v), ``.avi`` (MJPG), ``.mov``
-  (mp4v) or ``.mkv`` (MJPG).
+Readers decode one frame at a time and yield RGB ``uint8 [H, W, 3]`` arrays; every failure
+is a :class:`VideoReadError` naming the path.
 """
 
 import glob
@@ -18,7 +11,6 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
@@ -28,10 +20,8 @@ from minvis.closing import ClosedOnExit
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-# A container's frame count is exact for .mp4/.avi (an index or header) but only an
-# estimate from duration x fps for some others (e.g. .mkv): a video that ends at most
-# this fraction of its count (and at least one frame) early is complete, one that
-# ends earlier is truncated or corrupt.
+# A container's frame count is exact for .mp4/.avi but an estimate from duration x fps for
+# others (.mkv): a video ending at most this fraction of it (or one frame) early is complete.
 FRAME_COUNT_TOLERANCE = 0.01
 
 
@@ -45,28 +35,13 @@ class VideoWriteError(OSError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What is known about a frame source before decoding it.
+    """What is known about a frame source before decoding it."""
 
-    Attributes:
-        path: the file, folder or pattern the frames come from.
-        height, width: frame size in pixels.
-        fps: frames per second (None when unknown, e.g. for image folders).
-        num_frames: number of frames (None when the container does not say).
-    """
-
-    path: str
+    path: str  # the file, folder or pattern the frames come from
     height: int
     width: int
-    fps: float | None
-    num_frames: int | None
-
-
-class FrameSource(Protocol):
-    """An iterable of RGB ``uint8 [H, W, 3]`` frames; each iteration decodes afresh."""
-
-    info: VideoInfo
-
-    def __iter__(self) -> Iterator[np.ndarray]: ...
+    fps: float | None  # None when unknown (image folders)
+    num_frames: int | None  # None when the container does not say
 
 
 def natural_sort_key(path: str) -> list[int | str]:
@@ -139,14 +114,9 @@ def _read_image(path: str) -> np.ndarray:
 
 
 class ImageSequenceSource:
-    """Frames stored as image files, read one at a time in the given order."""
+    """Frames stored as image files, read one at a time in order (``origin``: their folder or pattern)."""
 
     def __init__(self, files: list[str], origin: str) -> None:
-        """
-        Args:
-            files: image paths in frame order (non-empty).
-            origin: the folder or pattern they came from, for messages.
-        """
         if not files:
             raise VideoReadError(f"{origin}: no frames")
         self.files = files
@@ -202,19 +172,10 @@ def open_frame_source(path: str | Path) -> VideoFileSource | ImageSequenceSource
 
 
 class VideoWriter(ClosedOnExit):
-    """Write RGB ``uint8 [H, W, 3]`` frames of one size to a video file.
-
-    The codec follows the extension: mp4v for ``.mp4``/``.mov``, MJPG for ``.avi``/``.mkv``.
-    Use as a context manager, or call :meth:`close`.
-    """
+    """Write RGB ``uint8 [H, W, 3]`` frames of one ``size`` ``(height, width)`` to a video file,
+    with the codec of its extension."""
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
-        """
-        Args:
-            path: output file; its extension picks the codec.
-            fps: frame rate (> 0).
-            size: ``(height, width)`` of every frame.
-        """
         self.path = str(path)
         suffix = Path(self.path).suffix.lower()
         if suffix not in _FOURCC:

@@ -1,12 +1,9 @@
 """Read YouTube-VIS-format annotation files (YouTube-VIS 2019/2021, OVIS, custom sets).
 
-A YouTube-VIS JSON has ``videos`` (``id``, ``file_names``, ``length``, ``height``,
-``width``), ``categories`` (``id``, ``name``) and, except for test splits,
-``annotations``: one per object track, with ``video_id``, ``category_id``, ``iscrowd``
-and per-frame lists ``segmentations`` (RLE, polygons or null), ``bboxes``, ``areas``.
-
-:func:`load_ytvis_json` turns it into one detectron2 dataset dict per video;
-:func:`register_ytvis_instances` makes such a file available by name.
+A YouTube-VIS JSON has ``videos`` (``id``, ``file_names``, ``length``, ``height``, ``width``),
+``categories`` (``id``, ``name``) and, except for test splits, ``annotations``: one per track,
+with ``video_id``, ``category_id``, ``iscrowd`` and per-frame ``segmentations`` (RLE, polygons
+or null), ``bboxes``, ``areas``.
 """
 
 import logging
@@ -26,11 +23,8 @@ from minvis.ytvis_format import YTVISFormatError, parse_json, validate_polygons,
 logger = logging.getLogger(__name__)
 
 def ytvis_metadata(categories: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Detectron2 metadata of a category table (dicts with ``id``, ``name``, ``color``).
-
-    Returns ``thing_classes``, ``thing_colors`` (when every category has a colour) and
-    ``thing_dataset_id_to_contiguous_id``, which maps the JSON ids, sorted, to 0..K-1.
-    """
+    """Detectron2 metadata of a category table (dicts with ``id``, ``name``, ``color``); the
+    sorted ids map to 0..K-1."""
     cats = sorted(categories, key=lambda c: c["id"])
     meta: dict[str, Any] = {
         "thing_classes": [c["name"] for c in cats],
@@ -42,11 +36,8 @@ def ytvis_metadata(categories: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _category_map(dataset_name: str | None, categories: list[dict[str, Any]], where: str) -> dict[int, int]:
-    """Dataset category id -> contiguous id.
-
-    A registered dataset whose metadata already has a map (the builtin ones) keeps it;
-    otherwise the JSON's categories define it and are stored in the metadata.
-    """
+    """Dataset category id -> contiguous id: the registered metadata's map (builtin datasets),
+    else the JSON's categories, stored in the metadata."""
     from_json = ytvis_metadata(categories)
     if dataset_name is None:
         return from_json["thing_dataset_id_to_contiguous_id"]
@@ -65,11 +56,8 @@ def _category_map(dataset_name: str | None, categories: list[dict[str, Any]], wh
 
 
 def _frame_segmentation(segm: Any, height: int, width: int, where: str) -> Any:
-    """Validate one frame's segmentation; None when the object is absent or empty.
-
-    Uncompressed RLE becomes compressed RLE; polygons with fewer than 3 points are
-    dropped (official behaviour).
-    """
+    """Validate one frame's segmentation; None when absent or empty. Uncompressed RLE becomes
+    compressed; polygons with fewer than 3 points are dropped (official behaviour)."""
     if not segm:
         return None
     if isinstance(segm, dict):
@@ -116,12 +104,6 @@ def _video_record(video: dict[str, Any], image_root: str, where: str) -> dict[st
         "length": length,
         "video_id": video["id"],
     }
-
-
-def _check_frames_exist(record: dict[str, Any], where: str) -> None:
-    for frame, path in enumerate(record["file_names"]):
-        if not PathManager.isfile(path):
-            raise YTVISFormatError(f"{where} frame {frame}: image file {path} does not exist.")
 
 
 def _frame_objects(
@@ -177,33 +159,14 @@ def load_ytvis_json(
     extra_annotation_keys: list[str] | None = None,
     check_files: bool = True,
 ) -> list[dict[str, Any]]:
-    """Load a YouTube-VIS-format JSON into one detectron2 dataset dict per video.
+    """Load a YouTube-VIS-format JSON into one detectron2 dataset dict per video, sorted by id.
 
-    Args:
-        json_file: the annotation file.
-        image_root: the directory the videos' ``file_names`` are relative to.
-        dataset_name: if given, its metadata provides the category id map (builtin
-            datasets); a dataset without one gets ``thing_classes`` and the map from
-            the JSON's categories (sorted by id). Without a name the JSON's categories
-            define the map.
-        extra_annotation_keys: further keys of the JSON annotations to copy into each
-            per-frame instance dict.
-        check_files: check that every listed frame exists, so that a missing image
-            fails here, naming the video and frame, rather than in a loader worker
-            mid-training (one ``stat`` per frame; pass False to skip).
-
-    Returns:
-        Dicts sorted by video id, with ``file_names`` (full paths), ``height``,
-        ``width``, ``length``, ``video_id`` and ``annotations``: for each frame a list
-        of instance dicts with ``id`` (the track id), ``category_id`` (contiguous,
-        0-based), ``iscrowd``, ``segmentation`` (compressed RLE or polygons), ``bbox``
-        and ``bbox_mode``. Tracks absent from a frame are not listed in it; test
-        splits get empty lists.
-
-    Raises:
-        YTVISFormatError: on a malformed file (missing video keys, per-frame lists whose
-            length is not the video's, an RLE of the wrong size, an unknown category or
-            video id) or a missing frame, naming the video (and frame).
+    Each dict has ``file_names`` (full paths), ``height``, ``width``, ``length``, ``video_id``
+    and ``annotations``: per frame, the instance dicts of the tracks present in it, with ``id``
+    (the track id), contiguous ``category_id``, ``iscrowd``, ``segmentation`` (compressed RLE or
+    polygons), ``bbox`` and ``bbox_mode``. ``check_files`` makes a missing frame fail here rather
+    than in a loader worker mid-training. A malformed file raises :class:`YTVISFormatError`
+    naming the video (and frame).
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     data = _read_annotations(json_file)
@@ -215,7 +178,9 @@ def load_ytvis_json(
         where = f"{json_file}: video {video.get('id')}"
         record = _video_record(video, image_root, where)
         if check_files:
-            _check_frames_exist(record, where)
+            for frame, path in enumerate(record["file_names"]):
+                if not PathManager.isfile(path):
+                    raise YTVISFormatError(f"{where} frame {frame}: image file {path} does not exist.")
         record["annotations"] = [[] for _ in range(record["length"])]
         records[record["video_id"]] = record
 
@@ -245,17 +210,10 @@ def register_ytvis_instances(
     json_file: str | os.PathLike,
     image_root: str | os.PathLike,
 ) -> None:
-    """Register a YouTube-VIS-format dataset under ``name``.
+    """Register a YouTube-VIS-format dataset under ``name``; nothing is read until first use.
 
-    Nothing is read now: :class:`DatasetCatalog` calls :func:`load_ytvis_json` on first
-    use. The metadata gets ``json_file``, ``image_root``, ``evaluator_type="ytvis"``
-    and ``metadata`` (e.g. :func:`ytvis_metadata` of a category table; leave it empty
-    to take the classes from the JSON when it is loaded).
-
-    Example, for a custom dataset::
-
-        register_ytvis_instances("my_vis_train", {}, "my/train.json", "my/train/JPEGImages")
-        # then DATASETS.TRAIN ("my_vis_train",) and MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    ``metadata`` may be empty, to take the classes from the JSON when it is loaded, e.g.
+    ``register_ytvis_instances("my_vis_train", {}, "my/train.json", "my/train/JPEGImages")``.
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     DatasetCatalog.register(name, partial(load_ytvis_json, json_file, image_root, name))

@@ -1,5 +1,4 @@
 from .launch import launch
-from .optimizer import build_optimizer
 from .trainer import Trainer
 
-__all__ = ["Trainer", "build_optimizer", "launch"]
+__all__ = ["Trainer", "launch"]

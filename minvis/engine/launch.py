@@ -1,9 +1,7 @@
 """Multi-process launch on GPUs (detectron2's NCCL launcher) or on CPUs (gloo).
 
-detectron2 0.6's ``launch`` asserts CUDA and uses NCCL whenever the world size is > 1.
-On a machine without CUDA (or with ``MODEL.DEVICE cpu``) this launcher spawns the
-processes itself, joins them in a gloo process group and sets up detectron2's
-per-machine process group, so the same trainer code runs in both cases.
+detectron2 0.6's ``launch`` asserts CUDA for more than one process, so on CPUs the processes
+are spawned here, joined by gloo, with detectron2's per-machine process group set up.
 """
 
 import logging

@@ -1,15 +1,8 @@
-"""Same seed, same machine, same weights: the process-wide torch settings of a run.
+"""Same seed, same machine, same weights: what detectron2's seeding leaves open.
 
-detectron2 seeds Python, NumPy and torch from ``SEED`` (``default_setup``, seed + rank),
-the training sampler from that state, and each data-loader worker from the loader's
-seed (``worker_init_reset_seed``); the augmentations draw from the worker's seeded RNGs.
-What seeding leaves open is set here:
-
-* ``NUM_THREADS`` > 0 fixes torch's intra-op CPU threads: float reductions (convolution,
-  matmul, sums) split their work by thread count, so a run under another
-  ``OMP_NUM_THREADS`` or on a machine with another core count gives other weights;
-* ``DETERMINISTIC`` turns on torch's deterministic algorithms where torch has them
-  (a warning names each op without one) and cuDNN's deterministic mode.
+``NUM_THREADS`` > 0 fixes torch's intra-op CPU threads (float reductions split their work by
+thread count, so another count gives other weights); ``DETERMINISTIC`` turns on torch's
+deterministic algorithms where it has them and cuDNN's deterministic mode.
 """
 
 import logging

@@ -1,20 +1,10 @@
 """detectron2 ``DefaultTrainer`` wired to MinVIS data, evaluation, optimizer and checkpoints.
 
-Differences from detectron2 0.6's trainer:
-* processes on CPU are wrapped in DDP without ``device_ids`` (detectron2 0.6 always passes
-  the local rank as a CUDA device id);
-* AMP is used on CUDA only (detectron2's AMP trainer requires CUDA);
-* checkpoints load through :class:`~minvis.modeling.MinVISCheckpointer` (safe loaders,
-  missing files are errors);
-* checkpoints hold the optimizer (and AMP grad-scaler) state, so ``--resume`` continues
-  AdamW's moments: detectron2 0.6's trainer leaves them out (detectron2 issue #4110,
-  fixed upstream after 0.6 under the same ``_trainer`` key);
-* the model gets this project's speed-ups (:func:`~minvis.modeling.speedups.apply_speedups`).
-
-As the official trainer: the LR scheduler comes from detectron2's DeepLab project
-(``SOLVER.LR_SCHEDULER_NAME`` ``WarmupPolyLR`` besides detectron2's own), and
-evaluation runs in float16 on CUDA when ``TEST.AMP.ENABLED`` (the model's precision
-setting, :mod:`minvis.modeling.precision`).
+Differences from detectron2 0.6's trainer: DDP on CPU (no CUDA ``device_ids``); AMP on CUDA
+only; safe checkpoint loading (:class:`~minvis.modeling.MinVISCheckpointer`); checkpoints hold
+the optimizer and grad-scaler state, so ``--resume`` continues AdamW's moments (detectron2
+issue #4110, fixed upstream under the same ``_trainer`` key); the model gets the speed-ups.
+As officially, the LR scheduler is the DeepLab project's (``WarmupPolyLR``).
 """
 
 import logging

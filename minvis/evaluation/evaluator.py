@@ -1,16 +1,8 @@
 """``YTVISEvaluator``: submission files and, when ground truth exists, the YouTube-VIS metric.
 
-Per video, the model's instances (its :class:`~minvis.tracking.VideoResult`) become
-server entries with a compressed RLE on every frame (an all-zero one where the instance
-is absent, as the official release writes); masks are computed and encoded one frame at
-a time, so memory stays bounded on long videos. Entries are gathered to the main
-process, which writes ``OUTPUT_DIR/inference/results.json`` and ``results.zip``
-(results.json at the archive root, as the servers require) and scores them if the
-dataset is annotated.
-
-The constructor takes the official ``YTVISEvaluator`` signature, and the returned
-``segm`` results carry ``AP-<class name>`` per class as the official ones do (logged as a
-table too).
+Masks are encoded one frame at a time (bounded memory on long videos); the main process writes
+``results.json`` and ``results.zip`` and scores them if the dataset is annotated. Signature and
+``segm`` results (with ``AP-<class name>`` per class) are the official evaluator's.
 """
 
 import itertools
@@ -42,7 +34,6 @@ PER_CLASS_TABLE_COLUMNS = 6  # (category, AP) pairs side by side, as detectron2'
 
 def video_entries(video_id: int, output: VideoResult, contiguous_to_dataset_id: dict[int, int]) -> list[dict]:
     """Server entries for one video's model output."""
-    # Per frame [k, H, W] bool -> k RLE, regrouped per instance.
     per_frame = [encode_masks(frame.numpy()) for frame in output.frame_masks()]
     segmentations = [list(instance) for instance in zip(*per_frame)] if per_frame else []
     return [
@@ -59,8 +50,7 @@ def video_entries(video_id: int, output: VideoResult, contiguous_to_dataset_id: 
 def per_class_ap(
     metrics: YTVISMetrics, class_names: Sequence[str], contiguous_to_dataset_id: dict[int, int]
 ) -> dict[str, float]:
-    """``{"AP-<class name>": AP in percent}`` in class order, NaN for a class without
-    ground truth (the official evaluator's per-class results)."""
+    """``{"AP-<class name>": AP in percent}`` in class order, NaN for a class without ground truth."""
     results = {}
     for contiguous, name in enumerate(class_names):
         ap = metrics.per_category_ap[contiguous_to_dataset_id[contiguous]]
@@ -88,21 +78,10 @@ class YTVISEvaluator(DatasetEvaluator):
         *,
         use_fast_impl: bool = True,
     ):
-        """The official signature (``YTVISEvaluator(name, cfg, True, output_dir)`` as the
-        official ``train_net_video.py`` calls it works).
-
-        Args:
-            dataset_name: a dataset registered with ``register_ytvis_instances``.
-            tasks: accepted for the official signature (a tuple of tasks, or a config as
-                the official trainer passes); the only task is ``segm``.
-            distributed: gather entries from all processes to the main one.
-            output_dir: where ``inference/``-style files go (results.json, results.zip,
-                metrics.json); nothing is written when None.
-            use_fast_impl: accepted for the official signature; there is one metric
-                implementation (:mod:`minvis.evaluation.ytvis_metric`, equal to the
-                official one).
-        """
-        del tasks, use_fast_impl  # see the docstring
+        """The official signature: ``YTVISEvaluator(name, cfg, True, output_dir)`` works.
+        ``tasks`` (only ``segm``) and ``use_fast_impl`` (one metric) are ignored; with an
+        ``output_dir`` results.json, results.zip and metrics.json are written there."""
+        del tasks, use_fast_impl
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed

@@ -1,13 +1,9 @@
 """A track's frames side by side in one pycocotools RLE, for spatio-temporal IoU in one call.
 
-RLE runs go through a mask column by column, so the frames of a ``T``-frame track at
-``h x w``, laid side by side, form one ``h x (T * w)`` mask whose runs are the frames'
-runs one after the other. The IoU of two such masks is the sum over frames of the
-intersections over the sum over frames of the unions: the YouTube-VIS spatio-temporal
-IoU, computed by pycocotools in one call per (video, category) instead of one per frame.
-
-pycocotools counts pixels in 32 bits, so a track longer than ``MAX_RLE_PIXELS`` pixels
-is cut into chunks of whole frames, each its own RLE.
+RLE runs go column by column, so a ``T``-frame ``h x w`` track laid side by side is one
+``h x (T * w)`` mask whose runs are the frames' runs in turn, and the IoU of two such masks is
+the YouTube-VIS spatio-temporal IoU. pycocotools counts pixels in 32 bits, so a track of more
+than ``MAX_RLE_PIXELS`` pixels is cut into chunks of whole frames, each its own RLE.
 """
 
 from __future__ import annotations
@@ -39,10 +35,6 @@ class TrackMasks:
     frame_areas: np.ndarray  # [T] int64 foreground pixels per frame
 
 
-def frames_per_chunk(height: int, width: int) -> int:
-    return max(1, MAX_RLE_PIXELS // (height * width))
-
-
 def decode_track_masks(
     shapes: Sequence[TrackShape],
     rles: Sequence[object],
@@ -50,9 +42,8 @@ def decode_track_masks(
     *,
     compressed_only: bool,
 ) -> list[TrackMasks]:
-    """Validate and decode the RLEs of the tracks' present frames (``rles``: track by
-    track, frame by frame; see :func:`~minvis.ytvis_format.validate_rles`) into
-    whole-track masks, about ``_BATCH_FRAMES`` frames at a time."""
+    """Validate and decode the RLEs of the tracks' present frames (track by track, frame by
+    frame) into whole-track masks, about ``_BATCH_FRAMES`` frames at a time."""
     present = [int(shape.present.sum()) for shape in shapes]
     masks: list[TrackMasks] = []
     first_track = first_rle = 0
@@ -74,15 +65,14 @@ def decode_track_masks(
 
 
 def build_track_masks(shapes: Sequence[TrackShape], decoded: DecodedRuns) -> list[TrackMasks]:
-    """Whole-track RLEs of tracks whose present frames' runs are ``decoded`` (track by
-    track, frame by frame). Vectorised over all tracks: the frames' foreground intervals
-    are placed in their chunk's coordinates, intervals that touch across a frame border
-    are merged, and each chunk's runs are the gaps and lengths between them."""
+    """Whole-track RLEs of tracks whose present frames' runs are ``decoded``, vectorised: the
+    frames' foreground intervals are placed in their chunk, those touching across a frame border
+    merged, and each chunk's runs are the gaps and lengths between them."""
     if not shapes:
         return []
     num_frames = np.array([s.present.size for s in shapes], dtype=np.int64)  # [K] tracks
     frame_pixels = np.array([s.height * s.width for s in shapes], dtype=np.int64)  # [K]
-    per_chunk = np.array([frames_per_chunk(s.height, s.width) for s in shapes], dtype=np.int64)  # [K]
+    per_chunk = np.array([max(1, MAX_RLE_PIXELS // (s.height * s.width)) for s in shapes], dtype=np.int64)
     needs_chunks = np.array([s.needs_chunks for s in shapes], dtype=bool)  # [K]
     num_chunks = np.where(needs_chunks, -(-num_frames // per_chunk), 0)  # [K]
     first_chunk = np.cumsum(num_chunks) - num_chunks  # [K]

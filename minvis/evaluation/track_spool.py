@@ -1,12 +1,8 @@
 """Submission entries for a video processed frame by frame, with bounded memory.
 
-A submission entry holds one track's segmentation on *every* frame, but a streaming
-predictor reports each frame's tracks as the frame is processed. :class:`TrackSpool`
-encodes every reported mask to compressed RLE at once and appends it to a per-track
-temporary file, so memory holds no mask of past frames. At the end of the video
-:meth:`TrackSpool.entries` yields one server-format entry per track, reading back one
-track at a time (an all-zero RLE on the frames where the track was not reported, as
-the official release writes absent frames).
+Each reported mask is encoded at once and appended to its track's temporary file; at the end
+one entry per track is read back, one track at a time (an all-zero RLE on unreported frames,
+as the official release writes absent frames).
 """
 
 import json
@@ -24,11 +20,7 @@ from ..closing import ClosedOnExit
 
 
 class TrackSpool(ClosedOnExit):
-    """Collects the per-frame RLE of every track on disk; use as a context manager.
-
-    A track's entry gets the class and running score it had on the last frame it was
-    reported on.
-    """
+    """Collects the per-frame RLE of every track on disk; an entry gets its track's last class and score."""
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="minvis_tracks_")
@@ -58,12 +50,7 @@ class TrackSpool(ClosedOnExit):
         return len(self._files)
 
     def entries(self, video_id: int, category_ids: Sequence[int]) -> Iterator[dict[str, Any]]:
-        """One server-format entry per track, in track order.
-
-        Args:
-            video_id: the ``video_id`` of the entries.
-            category_ids: dataset category id of each contiguous class id.
-        """
+        """One server-format entry per track, in track order (``category_ids``: per contiguous class)."""
         for track in sorted(self._files):
             file = self._files[track]
             file.flush()

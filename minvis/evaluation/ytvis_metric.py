@@ -1,25 +1,17 @@
 """Video instance segmentation AP/AR with the YouTube-VIS definitions (also used for OVIS).
 
-Reproduces the official ``ytvoseval`` (YouTube-VIS cocoapi fork) without its numpy
-limits and per-pair Python loops:
+Reproduces the official ``ytvoseval`` (YouTube-VIS cocoapi fork) without its numpy limits and
+per-pair Python loops:
 
-* spatio-temporal IoU of a prediction and a ground-truth instance = sum over frames of
-  the intersection / sum over frames of the union; a frame where only one side has a
-  mask adds its area to the union, a frame where both are null adds nothing;
-* IoU thresholds 0.50:0.05:0.95, 101 recall points, at most 1 / 10 / 100 predictions
-  per (video, category);
-* area buckets by an instance's mean area over its non-empty frames (ground truth: its
-  ``areas`` field, as the official evaluator reads it; predictions: their masks):
-  all [0, 1e10], small [0, 128²], medium [128², 256²], large [256², 1e10], bounds
-  inclusive; out-of-bucket ground truth is ignored, and so are unmatched predictions
-  outside the bucket;
-* crowd ground truth (``iscrowd``) is ignored and may absorb several predictions;
-* precision/recall per category, then averaged over categories; a setting (category,
-  bucket) without ground truth counts as -1 and is left out of the averages; a
-  statistic with no setting left is -1.
+* spatio-temporal IoU = sum over frames of the intersections / sum over frames of the unions;
+* IoU thresholds 0.50:0.05:0.95, 101 recall points, 1 / 10 / 100 predictions per (video, category);
+* area buckets (bounds inclusive) by an instance's mean area over its non-empty frames (ground
+  truth: its ``areas`` field, as officially); out-of-bucket ground truth is ignored, and so are
+  unmatched predictions outside the bucket; crowd ground truth is ignored and may absorb several
+  predictions;
+* precision/recall per category, then averaged over the categories with ground truth (-1 if none).
 
-Per-category AP (``YTVISMetrics.per_category_ap``) is the AP over all IoU thresholds,
-area "all", 100 predictions; it is -1 for a category without (non-crowd) ground truth.
+Per-category AP: all IoU thresholds, area "all", 100 predictions; -1 without ground truth.
 """
 
 from __future__ import annotations
@@ -33,12 +25,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from minvis.ytvis_format import (
-    YTVISFormatError,
-    is_int,
-    submission_masks,
-    validate_polygons,
-)
+from minvis.ytvis_format import YTVISFormatError, is_int, submission_masks, validate_polygons
 
 from .track_masks import TrackMasks, TrackShape, decode_track_masks
 
@@ -243,10 +230,7 @@ def _parse_results(results: list[dict[str, Any]], videos: dict[int, _Video], cat
 
 
 def _spatio_temporal_iou(dts: list[_Instance], gts: list[_Instance]) -> np.ndarray:
-    """[D, G] sum-over-frames intersection / sum-over-frames union, exact in float64.
-
-    One pycocotools call per chunk of frames (see :mod:`track_masks`), all tracks of a
-    group being of the same video."""
+    """[D, G] sum-over-frames intersection / union, exact; one pycocotools call per chunk of frames."""
     inter = np.zeros((len(dts), len(gts)), dtype=np.int64)
     if not dts or not gts:
         return inter.astype(np.float64)
@@ -274,10 +258,8 @@ def _outside(area: np.ndarray) -> np.ndarray:
 def _match(ious: np.ndarray, dts: list[_Instance], gts: list[_Instance]) -> list[_GroupResult]:
     """Greedy matching by descending score, per area bucket, at every IoU threshold at once.
 
-    Each prediction takes the best available non-ignored ground truth with IoU at least
-    the threshold (the last one on ties, as the official loop does); only if there is
-    none does it take an ignored one. Matched non-crowd ground truth is no longer
-    available; crowd ground truth stays available. Returns one result per area bucket.
+    Each prediction takes the best available non-ignored ground truth (the last one on ties, as
+    officially), else an ignored one; matched crowd ground truth stays available.
     """
     gt_area = np.array([g.mean_area for g in gts], dtype=np.float64)  # [G]
     gt_crowd = np.array([g.is_crowd for g in gts], dtype=bool)  # [G]
@@ -430,16 +412,9 @@ def evaluate_ytvis(
     gt_source: str | None = None,
     results_source: str | None = None,
 ) -> YTVISMetrics:
-    """Score a submission against YouTube-VIS/OVIS-format ground truth.
-
-    Every mask is validated (:func:`validate_rles`) before pycocotools sees it.
-    ``gt_source`` / ``results_source`` (e.g. the file names) prefix the messages of
-    errors in the ground truth / the results.
-
-    Raises:
-        YTVISFormatError: the ground truth or the results are malformed or do not
-            correspond (unknown video or category, wrong frame count, wrong mask size).
-    """
+    """Score a submission against YouTube-VIS/OVIS-format ground truth, every mask validated
+    before pycocotools sees it. ``gt_source`` / ``results_source`` prefix the messages of the
+    :class:`YTVISFormatError` raised for malformed or mismatched ground truth / results."""
     category_ids, gts, dts = _instances(gt, results, gt_source, results_source)
     grouped = _match_all(gts, dts, category_ids)
     precision, recall = _accumulate(grouped, category_ids)

@@ -1,16 +1,9 @@
 """Safe, explicit loading of MinVIS / Mask2Former checkpoints through detectron2.
 
-* ``.pth`` files (published MinVIS checkpoints, our own training checkpoints) go through
-  torch's weights-only unpickler; their optimizer/scheduler/iteration entries load too.
-* ``.pkl`` files (detectron2-format Mask2Former COCO checkpoints, ImageNet backbones) go
-  through an unpickler that only builds numpy arrays and plain containers. A pickle
-  that asks for anything else (e.g. a reduce step that runs a command) is refused
-  before anything runs.
-* A missing ``MODEL.WEIGHTS`` file is an error, not a silent start from scratch.
-* ``MODEL.WEIGHTS`` may be an ``http(s)://`` URL: downloaded once into detectron2's
-  cache, with a timeout (:mod:`minvis.modeling.remote_weights`), then loaded as a file.
-* ``strict=True`` turns missing keys and shape mismatches into an error that names the
-  checkpoint and suggests the fix (used by evaluation and the demo).
+``.pth`` files go through torch's weights-only unpickler, ``.pkl`` files (detectron2-format
+Mask2Former and backbone checkpoints) through one that builds only numpy arrays and plain
+containers, refusing anything else before it runs. A missing ``MODEL.WEIGHTS`` is an error,
+not a silent start from scratch; ``strict=True`` makes missing keys and shape mismatches one.
 """
 
 import logging
@@ -32,8 +25,7 @@ class CheckpointLoadError(RuntimeError):
     """A checkpoint file that cannot be loaded safely or does not fit the model."""
 
 
-# (module, name) pairs a detectron2 .pkl checkpoint legitimately needs: numpy arrays,
-# numpy scalars and dtypes, and ordered dicts. Both numpy 1.x and 2.x module paths.
+# What a detectron2 .pkl checkpoint needs (numpy 1.x and 2.x module paths).
 _PICKLE_ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"),
     ("numpy", "ndarray"),
@@ -44,8 +36,7 @@ _PICKLE_ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "scalar"),
 }
 
-# Extra types the weights-only torch loader may accept (numpy scalars that old
-# training loops leave in scheduler or metadata entries).
+# numpy scalars that old training loops leave in scheduler or metadata entries.
 _NUMPY_CORE = np._core if hasattr(np, "_core") else np.core
 _TORCH_SAFE_GLOBALS = [np.dtype, np.ndarray, _NUMPY_CORE.multiarray.scalar] + [
     type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")
@@ -84,11 +75,8 @@ _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def load_pth_checkpoint(path: str) -> dict:
-    """Load a ``.pth`` with torch's weights-only unpickler (plus numpy scalar types).
-
-    torch's own messages advise retrying with ``weights_only=False``, which runs any
-    code the file holds; ours say instead what is wrong with the file.
-    """
+    """Load a ``.pth`` with torch's weights-only unpickler (plus numpy scalar types); errors say
+    what is wrong with the file, not torch's advice to retry with ``weights_only=False``."""
     try:
         with torch.serialization.safe_globals(_TORCH_SAFE_GLOBALS):
             data = torch.load(path, map_location="cpu", weights_only=True)

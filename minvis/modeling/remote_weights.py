@@ -1,11 +1,6 @@
-"""``MODEL.WEIGHTS`` given as an ``http://`` or ``https://`` URL: downloaded once, then cached.
-
-The download goes through detectron2's ``PathManager`` (iopath's ``HTTPURLHandler``), as
-detectron2 resolves URLs: the file is stored under ``$FVCORE_CACHE`` (default
-``~/.torch/iopath_cache``) at the URL's path, written to a temporary file first and
-moved into place when complete, and later loads read it from there without a request.
-What is added here: a timeout on every network operation (iopath sets none, so an
-unreachable server would hang the run) and one-line errors naming the URL.
+"""``MODEL.WEIGHTS`` given as an ``http(s)://`` URL: downloaded once into detectron2's
+``PathManager`` cache (``$FVCORE_CACHE``), with a timeout (iopath sets none, so an unreachable
+server would hang the run) and one-line errors naming the URL.
 """
 
 import contextlib
@@ -38,12 +33,8 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
 
 
 def local_weights_path(url: str, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> str:
-    """The cached local copy of the checkpoint at ``url``, downloaded on first use.
-
-    Raises:
-        WeightsDownloadError: the URL cannot be reached or read within ``timeout_s`` (per
-            connection attempt and per read).
-    """
+    """The cached local copy of the checkpoint at ``url``, downloaded on first use
+    (``timeout_s`` per connection attempt and per read)."""
     try:
         with _socket_timeout(timeout_s):
             return PathManager.get_local_path(url)

@@ -1,15 +1,12 @@
 """The YouTube-VIS / OVIS file formats: RLE masks, submissions, format errors.
 
-Used by the data readers, the evaluator, the metric, the model's users and the demo;
-imports only numpy and pycocotools (no torch, no detectron2), so tools that only read
-or score files start fast.
+Imports only numpy and pycocotools (no torch or detectron2), so file-only tools start fast.
 """
 
 from .annotations_json import read_annotations_json
 from .errors import YTVISFormatError, is_int, parse_json, read_json
 from .polygons import validate_polygons
 from .results import (
-    RESULTS_NAME,
     SubmissionWriter,
     load_results,
     read_results,
@@ -31,7 +28,6 @@ from .rle import (
 )
 
 __all__ = [
-    "RESULTS_NAME",
     "RLE",
     "DecodedRuns",
     "SubmissionWriter",

@@ -1,14 +1,11 @@
 """Read YouTube-VIS / OVIS ground-truth JSON with its uncompressed RLE counts as numpy arrays.
 
-The official annotation files store most masks as uncompressed RLE, millions of integers
-in all, and ``json.loads`` makes a Python ``int`` of each: most of the time and memory of
-reading the file. Here each ``"counts": [...]`` list of plain non-negative integers is cut
-out of the text and parsed in numpy, a batch of lists at a time; the rest of the document
-goes to ``json.loads`` with a marker in place of each list, and the arrays are put back in
-document order. Anything unexpected (a list of other numbers, a list outside
-``annotations[i]["segmentations"][f]``, the marker itself in the file, text ``json``
-rejects) sends the whole file to :func:`parse_json` instead, so values and error messages
-are the standard parser's.
+``json.loads`` would make a Python ``int`` of each of the millions of run lengths (most of the
+time and memory). Each ``"counts": [...]`` list of non-negative integers is cut out of the text,
+parsed in numpy a batch at a time, and put back in place of a marker after ``json.loads`` of the
+rest. Anything unexpected (other numbers, a list outside ``annotations[i]["segmentations"][f]``,
+the marker in the file, invalid JSON) sends the whole file to :func:`parse_json`, so values and
+error messages are the standard parser's.
 """
 
 import json
@@ -35,10 +32,8 @@ class _NeedsStandardParser(Exception):
 
 
 def read_annotations_json(path: str | Path) -> object:
-    """The JSON value of ``path``, with ``annotations[i]["segmentations"][f]["counts"]``
-    lists of integers in ``[0, 2**32)`` as ``uint32`` arrays (other count lists stay
-    lists, for the validation to report). Failures are :class:`YTVISFormatError` or
-    ``OSError`` naming ``path``."""
+    """The JSON value of ``path``, with ``annotations[i]["segmentations"][f]["counts"]`` lists of
+    integers in ``[0, 2**32)`` as ``uint32`` arrays (other lists stay, for the validation to report)."""
     data = Path(path).read_bytes()
     try:
         return _with_count_arrays(data)
@@ -68,8 +63,7 @@ def _with_count_arrays(data: bytes) -> object:
 
 
 def _put_back(document: object, arrays: list[np.ndarray]) -> None:
-    """Replace the markers of ``annotations[i]["segmentations"][f]["counts"]`` by ``arrays``
-    in document order; every marker must be there."""
+    """Replace the markers of ``annotations[i]["segmentations"][f]["counts"]`` by ``arrays``, in order."""
     masks = [
         mask
         for annotation in (document.get("annotations") if isinstance(document, dict) else None) or ()

@@ -14,8 +14,7 @@ def is_int(value: object) -> bool:
 
 
 def parse_json(text: str | bytes, source: str | Path) -> object:
-    """``json.loads`` that reports invalid JSON (or text that is not UTF-8, e.g. a binary
-    file) as a :class:`YTVISFormatError` naming ``source``."""
+    """``json.loads``; invalid JSON or non-UTF-8 text is a :class:`YTVISFormatError` naming ``source``."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -32,6 +31,5 @@ def parse_json(text: str | bytes, source: str | Path) -> object:
 
 
 def read_json(path: str | Path) -> object:
-    """Read and parse a JSON file; every failure is a :class:`YTVISFormatError` or an
-    ``OSError`` whose message names ``path``."""
+    """Parse a JSON file; failures are :class:`YTVISFormatError` or ``OSError`` naming ``path``."""
     return parse_json(Path(path).read_bytes(), path)

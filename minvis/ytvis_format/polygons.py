@@ -1,9 +1,8 @@
-"""Polygon segmentations (``[[x0, y0, x1, y1, ...], ...]``): validate before pycocotools.
+"""Polygon segmentations (``[[x0, y0, x1, y1, ...], ...]``), validated before pycocotools.
 
-pycocotools reads a 4-number polygon as a box, fails with a bare ``TypeError`` on
-anything but lists of numbers, and rasterises a polygon in time and memory that grow
-with its coordinates, so a stray ``1e12`` takes the machine down. The coordinates must
-lie within one image size of the image (pixels outside it are clipped anyway).
+pycocotools reads a 4-number polygon as a box, fails with a bare ``TypeError`` on non-numbers
+and rasterises in time and memory that grow with the coordinates (a stray ``1e12`` takes the
+machine down), so coordinates must lie within one image size of the image.
 """
 
 import math

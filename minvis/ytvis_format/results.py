@@ -1,14 +1,9 @@
 """The YouTube-VIS / OVIS server submission format: write, zip, load, validate.
 
-A submission is ``results.json``: a list of
-``{"video_id": int, "category_id": int, "score": float, "segmentations": [...]}`` with one
-compressed RLE dict (``{"size": [h, w], "counts": str}``) or ``null`` per frame, uploaded
-as ``results.zip`` with ``results.json`` at the archive root.
-
-Our writers give every frame an RLE, an all-zero one where the instance is absent, as
-the official release does. ``null`` frames (ground truth, other tools' files) are
-accepted: the evaluators treat ``null`` and an empty RLE alike (neither adds to the
-intersection or the union of the spatio-temporal IoU, nor to an instance's mean area).
+``results.json`` is a list of ``{"video_id": int, "category_id": int, "score": float,
+"segmentations": [...]}`` with a compressed RLE dict or ``null`` per frame, uploaded as
+``results.zip`` with ``results.json`` at the archive root. Our writers give absent frames an
+all-zero RLE, as the official release does; ``null`` is accepted and scores the same.
 """
 
 import io
@@ -18,7 +13,6 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from .errors import YTVISFormatError, is_int, parse_json
@@ -76,12 +70,10 @@ def validate_results(results: object) -> list[dict[str, Any]]:
 
 
 class SubmissionWriter:
-    """Stream a submission to ``results.json`` one video at a time.
+    """Stream a submission to ``results.json``, entries validated and written as they arrive.
 
-    Entries are validated and serialised as they arrive, so memory does not grow with
-    the number of videos. The file is a valid JSON list once :meth:`close` has run;
-    leaving the ``with`` block by an exception closes the file without terminating the
-    list, so an interrupted run never looks like a complete submission.
+    Leaving the ``with`` block by an exception leaves the JSON list unterminated, so an
+    interrupted run never looks like a complete submission.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -110,12 +102,7 @@ class SubmissionWriter:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self.close()
         elif self._file is not None:
@@ -132,30 +119,24 @@ def zip_results(json_path: str | Path, zip_path: str | Path | None = None) -> Pa
     return zip_path
 
 
-def _read_results_bytes(path: Path) -> bytes:
-    if path.suffix != ".zip":
-        return path.read_bytes()
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if RESULTS_NAME not in archive.namelist():
-                raise YTVISFormatError(f"{path}: no {RESULTS_NAME} at the archive root")
-            return archive.read(RESULTS_NAME)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as error:
-        raise YTVISFormatError(f"{path}: not a valid zip archive ({error})") from error
-
-
 def read_results(path: str | Path) -> object:
     """Parse ``results.json`` or ``results.zip`` without validating it (the metric
     validates what it scores: :func:`load_results` would check every mask twice)."""
     path = Path(path)
-    return parse_json(_read_results_bytes(path), path)
+    if path.suffix != ".zip":
+        return parse_json(path.read_bytes(), path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if RESULTS_NAME not in archive.namelist():
+                raise YTVISFormatError(f"{path}: no {RESULTS_NAME} at the archive root")
+            data = archive.read(RESULTS_NAME)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as error:
+        raise YTVISFormatError(f"{path}: not a valid zip archive ({error})") from error
+    return parse_json(data, path)
 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
-    """Read a submission from ``results.json`` or ``results.zip`` and validate its format.
-
-    Errors name the file and the entry.
-    """
+    """Read and validate a submission from ``results.json`` or ``results.zip``; errors name the file."""
     path = Path(path)
     try:
         return validate_results(read_results(path))

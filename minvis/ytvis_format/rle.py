@@ -1,16 +1,13 @@
 """RLE masks as the YouTube-VIS format stores them: encode, and validate before pycocotools.
 
-pycocotools trusts its input: an RLE whose runs do not add up to ``h * w`` makes its
-area/IoU/merge loops run past the mask (spinning for ever on some inputs), and a
-character outside its alphabet decodes to garbage. :func:`validate_rle` therefore
-decodes the counts itself, in numpy, and checks them before any pycocotools call.
+pycocotools trusts its input (runs not adding up to ``h * w`` make its loops run past the mask,
+for ever on some inputs; a bad character decodes to garbage), so the counts are decoded and
+checked here, in numpy, first.
 
-The compressed counts string (pycocotools' ``rleToString``/``rleFrString``) is like
-LEB128 with 6 bits per character: each character is ``48 + c`` with ``0 <= c < 64``;
-the low 5 bits of ``c`` are the next 5 bits of a value (least significant first), bit
-``0x20`` says another character of the same value follows, and bit ``0x10`` of a
-value's last character is its sign (two's complement). From the fourth value on, each
-value is the difference to the run two places before it.
+Compressed counts (pycocotools' ``rleToString``) are LEB128-like, one character ``48 + c`` per
+6 bits: the low 5 bits of ``c`` are the value's next bits (least significant first), bit ``0x20``
+says another character follows, bit ``0x10`` of a value's last character is its sign. From the
+fourth value on, each value is the difference to the run two places before it.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -68,13 +65,9 @@ def _string_at(string_ends: np.ndarray, char: int) -> int:
 def decode_counts(
     strings: Sequence[str | bytes], where: Callable[[int], str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The runs of compressed counts strings, as pycocotools reads them, in one numpy pass.
-
-    Returns the runs of all strings concatenated ``[N]`` (int64) and the number of runs
-    of each string ``[S]``. Linear in the total length. Raises :class:`YTVISFormatError`
-    naming ``where(s)`` for the first bad string ``s``: a character outside the alphabet,
-    an empty string, one that ends inside a value, or a value too long to be a run.
-    """
+    """The runs of compressed counts strings, as pycocotools reads them, in one numpy pass:
+    all runs concatenated ``[N]`` (int64) and the runs per string ``[S]``. A bad string ``s``
+    (empty, bad character, truncated, a value too long for a run) raises naming ``where(s)``."""
     try:  # the usual case: ASCII str, one character per byte
         joined = "".join(strings).encode("ascii")  # type: ignore[arg-type]
         lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))  # [S] characters
@@ -116,10 +109,9 @@ def decode_counts(
 def _undo_deltas(values: np.ndarray, per_string: np.ndarray, first: np.ndarray) -> np.ndarray:
     """[N] runs from ``values`` [N]: ``runs[i] = values[i] + runs[i - 2]`` for i > 2 within each string.
 
-    Within a string the runs at offsets 1, 3, 5, ... are a cumulative sum of their values,
-    and so are those at 2, 4, 6, ...; offset 0 stands alone. Each of these chains lies in
-    one of the two interleaved halves of the array, so each half is one cumulative sum
-    once the value at each chain head has the previous chain's total taken off."""
+    The runs at offsets 1, 3, 5, ... of a string are a cumulative sum, as are those at 2, 4, 6, ...;
+    each such chain lies in one interleaved half of the array, so each half is one cumulative sum
+    once each chain head has the previous chain's total taken off."""
     runs = np.empty_like(values)
     heads = np.concatenate([first, (first + 1)[per_string > 1], (first + 2)[per_string > 2]])  # chain starts
     for parity in (0, 1):
@@ -163,8 +155,7 @@ def _is_usual(rle: object, compressed_only: bool) -> bool:
 
 
 def _check_structure(rle: object, where: Callable[[], str], compressed_only: bool) -> None:
-    """``rle`` is a dict with a valid ``size`` and ``counts`` of the allowed kinds
-    (``where`` is called only to name a bad RLE)."""
+    """``rle`` is a dict with a valid ``size`` and ``counts`` of the allowed kinds."""
     if not isinstance(rle, dict):
         raise YTVISFormatError(f"{where()}: expected an RLE dict or null, got {type(rle).__name__}")
     if "size" not in rle or "counts" not in rle:
@@ -226,12 +217,9 @@ def validate_rles(
 ) -> None:
     """Check RLE dicts completely, so that pycocotools can use them safely.
 
-    ``size`` must be ``[h, w]`` (positive integers) and ``counts`` a compressed string
-    or, unless ``compressed_only`` (the submission format), a list (or a 1-d integer
-    array) of integers; the runs must be non-negative, fit pycocotools' uint32 and add
-    up to ``h * w``. Compressed strings are decoded in numpy, ``_CHUNK`` RLEs per pass
-    (bounded memory). Raises :class:`YTVISFormatError` naming ``where(i)`` for the first
-    bad RLE ``i``.
+    ``size`` is ``[h, w]``; ``counts`` a compressed string or, unless ``compressed_only`` (the
+    submission format), a list or 1-d array of integers; the runs are non-negative, fit uint32
+    and add up to ``h * w``. The first bad RLE ``i`` raises naming ``where(i)``.
     """
     for _ in _runs_in_chunks(rles, where, compressed_only):
         pass
@@ -248,8 +236,7 @@ def decode_rles(
 
 
 def _checked_runs(rles: Sequence[Any], where: Callable[[int], str]) -> tuple[np.ndarray, np.ndarray]:
-    """The runs [N] and runs per RLE [S] of structurally checked RLE dicts, checked to be
-    non-negative, fitting and adding up to h * w."""
+    """The runs [N] and runs per RLE [S] of structurally checked RLEs, checked to fit and add up to h * w."""
     counts = [rle["counts"] for rle in rles]
     compressed = [i for i, c in enumerate(counts) if isinstance(c, str)]
     runs, per_string = _NO_RUNS, _NO_RUNS

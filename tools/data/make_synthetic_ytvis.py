@@ -1,17 +1,9 @@
 #!/usr/bin/env python
 """Write the synthetic YouTube-VIS-format dataset (see :mod:`minvis.data.synthetic`).
 
-    python tools/data/make_synthetic_ytvis.py [--root datasets/synthetic_ytvis] \\
-        [--splits train=40 val=10] [--num-frames 12] [--height 128 --width 160] \\
-        [--seed 0] [--rle uncompressed|compressed] [--stress none|occlusion|reentry|lookalike] \\
-        [--video-out demo.mp4] [--overwrite]
-
-Writes ``ROOT/<split>/JPEGImages/<video>/<frame>.jpg`` and ``ROOT/<split>.json`` per
-split; ``--root`` defaults to ``$DETECTRON2_DATASETS/synthetic_ytvis``, where
-``minvis.data`` registers the splits train and val as ``synthetic_ytvis_{train,val}``.
-``--stress`` applies a tracking stress preset (``minvis.data.synthetic.STRESS_PRESETS``;
-it overrides ``--max-objects``). ``--video-out`` also writes one more video
-(``--video-frames`` long, independent of the splits) as an .mp4 or .avi file, for the demo.
+Writes ``ROOT/<split>/JPEGImages/<video>/<frame>.jpg`` and ``ROOT/<split>.json`` per split;
+the default ``--root`` is where ``minvis.data`` registers ``synthetic_ytvis_{train,val}``.
+``--stress`` overrides ``--max-objects``; ``--video-out`` also writes one more video, for the demo.
 """
 
 from __future__ import annotations

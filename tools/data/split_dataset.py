@@ -1,15 +1,8 @@
 #!/usr/bin/env python
 """Split a YouTube-VIS/OVIS train annotation file by video into local train/val files.
 
-    python tools/data/split_dataset.py --json datasets/ytvis_2019/train.json \\
-        --out-dir datasets/ytvis_2019/splits [--val-fraction 0.1] [--seed 0] [--overwrite]
-
-Writes ``OUT_DIR/train.json`` and ``OUT_DIR/val.json``; the split depends only on the
-video ids, ``--val-fraction`` (default 0.1: the paper's 90/10) and ``--seed``. Ids are
-kept, so both files use the original train frames. Written to
-``$DETECTRON2_DATASETS/{ytvis_2019,ytvis_2021,ovis}/splits``, the files are registered
-as ``{ytvis_2019,ytvis_2021,ovis}_local{train,val}``; see :mod:`minvis.data.split` for
-other datasets.
+Written to ``$DETECTRON2_DATASETS/{ytvis_2019,ytvis_2021,ovis}/splits``, ``train.json`` and
+``val.json`` are registered as ``{ytvis_2019,ytvis_2021,ovis}_local{train,val}``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 #!/usr/bin/env python
 """Write the annotations that training with ``INPUT.SAMPLING_FRAME_RATIO`` actually uses.
 
-    python tools/data/subsample_annotations.py --json datasets/ytvis_2019/train.json \\
-        --ratio 0.01 --out ytvis_2019_train_r1.json [--overwrite]
-
-Keeps, in every video, the frames :func:`minvis.data.sampling.subsampled_frame_indices`
-selects (the official uniform sub-sampling) and sets the other frames' segmentations,
-boxes and areas to null; tracks left with no segmentation are dropped. Prints how many
-annotated frames remain. The output is for inspection (or for training with ratio 1.0
-on the reduced file): training with the ratio set reads the full file and gives the same
-frames.
+Other frames' segmentations, boxes and areas become null; tracks left without a segmentation
+are dropped. For inspection: training with the ratio set reads the full file, same frames.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 #!/usr/bin/env python
 """Score a YouTube-VIS / OVIS submission against ground truth, locally.
 
-    python tools/eval/eval_results.py --gt GT.json --results results.json|results.zip \\
-        [--json-out metrics.json [--overwrite]]
-
-Prints the twelve official numbers (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100,
-ARs, ARm, ARl; -1 = no ground truth in that bucket) and the per-category AP, and writes
-``{"AP": ..., ...}`` to ``--json-out`` (an existing file only with ``--overwrite``, and
-never one of the inputs). Bad input is reported in one line on stderr naming the file
-and the entry, with exit code 2.
+Prints the twelve official numbers (-1 = no ground truth in that bucket) and the per-category
+AP. Bad input is reported in one line on stderr naming the file and the entry (exit code 2).
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 #!/usr/bin/env python
 """Install detectron2 as a pip-managed distribution (idempotent).
 
-Routes, tried in this order by ``--source auto`` (the default):
-
-* ``git``: upstream's repository, built with its C++/CUDA extension. The usual
-  route on clusters with network access and a CUDA toolkit.
-* ``sdist``: PyPI's ``pb1-detectron2==0.6`` source release, whose Python files are
-  upstream v0.6's but which lacks the C++ sources. It is installed under the
-  distribution name ``detectron2`` with a stand-in ``detectron2._C`` module
-  (tools/setup/detectron2_install/_C.py): imports and ``collect_env_info`` work, and a call
-  into a compiled op (deformable convolution, rotated boxes) raises an error naming
-  the op. MinVIS uses none of them.
-
-Run again to do nothing; ``--force`` reinstalls. torch must already be installed
-(both routes build against it). Pillow is pinned below 10 only where the detectron2
-installed (or kept) reads ``PIL.Image.LINEAR``, which Pillow 10 removed (detectron2 0.6
-does, at import); a newer detectron2 keeps the user's Pillow.
+``--source auto`` uses ``git`` (upstream, with its C++/CUDA extension) if reachable, else ``sdist``:
+PyPI's ``pb1-detectron2==0.6`` (upstream v0.6's Python files, no C++ sources), installed as
+``detectron2`` with a stand-in ``detectron2._C`` whose compiled ops (none used by MinVIS) raise
+an error naming the op. Pillow is pinned below 10 only where detectron2 reads
+``PIL.Image.LINEAR``, which Pillow 10 removed.
 """
 
 from __future__ import annotations
@@ -91,10 +81,6 @@ def git_reachable(timeout_s: float = 20.0) -> bool:
     return result.returncode == 0
 
 
-def install_from_git() -> None:
-    pip("install", "--no-build-isolation", f"git+{UPSTREAM_GIT}")
-
-
 def install_from_sdist() -> None:
     with tempfile.TemporaryDirectory(prefix="d2_sdist_") as tmp:
         tmp_dir = Path(tmp)
@@ -143,7 +129,7 @@ def main() -> None:
         source = "git" if git_reachable() else "sdist"
         print(f"installing detectron2 from {source}")
     if source == "git":
-        install_from_git()
+        pip("install", "--no-build-isolation", f"git+{UPSTREAM_GIT}")
     else:
         install_from_sdist()
     pin_pillow_if_needed()
