@@ -3,7 +3,10 @@
 ``MODEL.MASK_FORMER.TEST.PRECISION`` is ``fp32``, ``fp16`` or ``bf16`` (the network
 under ``torch.autocast`` with that dtype), or ``auto``, the official behaviour:
 ``fp16`` on CUDA when ``TEST.AMP.ENABLED`` (the official evaluation's autocast), ``fp32``
-otherwise. :func:`resolve_precision` reads it; the model enters the one autocast context
+otherwise. Training follows ``SOLVER.AMP.ENABLED``: float16 on CUDA through detectron2's
+AMP trainer (with gradient scaling, as the official release), bfloat16 on the CPU (no
+scaling needed) (:func:`resolve_training_precision`). :func:`resolve_precision` reads
+the inference key; the model enters the one autocast context
 and keeps its declared float32 islands (``VideoMaskFormer_frame.float32_islands``) in
 float32 with :func:`float32_islands`. Tracking and the video-level scores always run on
 float32 outputs.
@@ -32,18 +35,25 @@ def resolve_precision(cfg: CfgNode) -> str:
     return precision
 
 
+def resolve_training_precision(cfg: CfgNode) -> str:
+    """``bf16`` when ``SOLVER.AMP.ENABLED`` on the CPU (the model's own autocast); ``fp32``
+    otherwise (on CUDA the AMP trainer's float16 autocast is in force around the model)."""
+    return "bf16" if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu" else "fp32"
+
+
 def float32(device_type: str) -> AbstractContextManager:
     """Autocast off: what runs inside computes in the dtype of its inputs."""
     return torch.autocast(device_type, enabled=False)
 
 
-def _to_float32(x: Any) -> Any:
+def to_float32(x: Any) -> Any:
+    """Floating tensors in ``x`` (nested lists, tuples, dicts) as float32."""
     if isinstance(x, Tensor):
         return x.float() if x.is_floating_point() else x
     if isinstance(x, list | tuple):
-        return type(x)(_to_float32(v) for v in x)
+        return type(x)(to_float32(v) for v in x)
     if isinstance(x, dict):
-        return {k: _to_float32(v) for k, v in x.items()}
+        return {k: to_float32(v) for k, v in x.items()}
     return x
 
 
@@ -58,7 +68,7 @@ def float32_islands(modules: list[nn.Module]) -> Iterator[None]:
         def enter(module: nn.Module, args: tuple, kwargs: dict, contexts: list = contexts) -> tuple:
             contexts.append(float32(next(module.parameters()).device.type))
             contexts[-1].__enter__()
-            return _to_float32(args), _to_float32(kwargs)
+            return to_float32(args), to_float32(kwargs)
 
         def leave(module: nn.Module, args: tuple, output: Any, contexts: list = contexts) -> None:
             contexts.pop().__exit__(None, None, None)

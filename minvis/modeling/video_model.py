@@ -28,7 +28,14 @@ from mask2former.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn
 from minvis import tracking
 from minvis.tracking import CostFn, FrameInstances, FrameOutputs, Size, VideoResult
 
-from .precision import AUTOCAST_DTYPES, float32, float32_islands, resolve_precision
+from .precision import (
+    AUTOCAST_DTYPES,
+    float32,
+    float32_islands,
+    resolve_precision,
+    resolve_training_precision,
+    to_float32,
+)
 from .supervised_matching import supervised_matching_loss
 
 
@@ -55,6 +62,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         supervised_matching_weight: float = 0.0,
         supervised_matching_margin: float = 0.0,
         precision: str = "fp32",
+        training_precision: str = "fp32",
     ):
         """
         Args:
@@ -73,6 +81,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             supervised_matching_margin: its margin.
             precision: inference precision, ``fp32``, ``fp16`` or ``bf16``
                 (:mod:`minvis.modeling.precision`).
+            training_precision: the same for training steps (``bf16``: CPU AMP training).
         """
         super().__init__()
         self.backbone = backbone
@@ -90,6 +99,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         self.supervised_matching_weight = supervised_matching_weight
         self.supervised_matching_margin = supervised_matching_margin
         self.inference_dtype = AUTOCAST_DTYPES[precision]
+        self.training_dtype = AUTOCAST_DTYPES[training_precision]
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -117,6 +127,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
             "supervised_matching_weight": supervised.WEIGHT if supervised.ENABLED else 0.0,
             "supervised_matching_margin": supervised.MARGIN,
             "precision": resolve_precision(cfg),
+            "training_precision": resolve_training_precision(cfg),
         }
 
     @property
@@ -157,11 +168,11 @@ class VideoMaskFormer_frame(nn.Module):  # official name
 
     def _network(self, images: Tensor) -> dict:
         """Backbone + head on ``[N, 3, H, W]`` images, in the precision of the one setting:
-        inference enters autocast to ``inference_dtype``; training runs in the caller's
-        (the trainer's AMP); either way the :meth:`float32_islands` stay float32."""
-        device, dtype = images.device.type, self.inference_dtype
-        low_precision = dtype is not None and not self.training
-        with torch.autocast(device, dtype=dtype) if low_precision else contextlib.nullcontext():
+        autocast to ``training_dtype`` or ``inference_dtype`` if set, else the caller's
+        (the CUDA AMP trainer's float16); either way the :meth:`float32_islands` stay float32."""
+        device = images.device.type
+        dtype = self.training_dtype if self.training else self.inference_dtype
+        with torch.autocast(device, dtype=dtype) if dtype is not None else contextlib.nullcontext():
             autocast = torch.is_autocast_enabled(device)
             islands = self.float32_islands(torch.get_autocast_dtype(device)) if autocast else []
             with float32_islands(islands):
@@ -171,7 +182,7 @@ class VideoMaskFormer_frame(nn.Module):  # official name
     def losses(self, batched_inputs: list[dict]) -> dict[str, Tensor]:
         frames = [frame.to(self.device) for video in batched_inputs for frame in video["image"]]
         images = self._to_image_list(frames)
-        outputs = self._network(images.tensor)
+        outputs = to_float32(self._network(images.tensor))  # the losses are computed in float32
         embds = outputs.pop("pred_embds")  # [F, Q, C]
         targets = self._frame_targets(batched_inputs, images.tensor.shape[-2:])
         losses, indices = self.criterion.forward_with_indices(outputs, targets)
