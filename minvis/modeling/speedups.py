@@ -31,14 +31,17 @@ class _FoldedForward:
         tensors = [conv.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var]
         return tensors + ([conv.bias] if conv.bias is not None else [])
 
-    def _folded(self) -> tuple[Tensor, Tensor]:
-        sources = tuple((t.data_ptr(), t._version, t.dtype) for t in self._source_tensors())
+    def _folded(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The folded weight and bias in ``dtype`` (under autocast: its low-precision dtype,
+        so that the convolution does not cast the weight again on every call)."""
+        sources = tuple((t.data_ptr(), t._version, t.dtype) for t in self._source_tensors()), dtype
         if sources != self._sources:
             conv, norm = self.conv, self.conv.norm
             scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # [C_out]
             conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
-            self._weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)  # keeps the layout
-            self._bias = ((conv_bias - norm.running_mean) * scale + norm.bias).to(conv.weight.dtype)
+            weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)  # keeps the layout
+            self._weight = weight.to(dtype)
+            self._bias = ((conv_bias - norm.running_mean) * scale + norm.bias).to(dtype)
             self._sources = sources
         return self._weight, self._bias
 
@@ -46,7 +49,9 @@ class _FoldedForward:
         conv = self.conv
         if torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad):
             return type(conv).forward(conv, x)
-        weight, bias = self._folded()
+        device = x.device.type
+        autocast = torch.is_autocast_enabled(device)
+        weight, bias = self._folded(torch.get_autocast_dtype(device) if autocast else conv.weight.dtype)
         x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
         return conv.activation(x) if conv.activation is not None else x
 
