@@ -1,23 +1,43 @@
-"""The fp32/bf16 benchmark stays runnable: on the tiny config it times both precisions in turn."""
+"""The precision benchmarks stay runnable: fp32 against bf16 on the tiny config, and the
+deviation from the official outputs on the parity fixture."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
-BENCHMARK = REPO / "tools" / "benchmarks" / "benchmark_precision.py"
-TINY_CONFIG = REPO / "configs" / "tiny" / "minvis_tiny_synthetic.yaml"
+BENCHMARK = REPO / "tools" / "benchmarks" / "bench_inference.py"
+FIXTURE = REPO.parent / "shared" / "fixtures" / "parity_ytvis19_r50tiny_s0.pth"
 
 
-def test_tiny_run_prints_both_precisions() -> None:
-    command = [
-        sys.executable, str(BENCHMARK), "--config", str(TINY_CONFIG),
-        "--frames", "2", "--repeats", "2", "--height", "64", "--width", "96",
-    ]  # fmt: skip
+def run(*args: str) -> str:
+    command = [sys.executable, str(BENCHMARK), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    table = [line.split("|") for line in done.stdout.splitlines() if line.startswith(("| fp32", "| bf16"))]
-    assert [cells[1].strip() for cells in table] == ["fp32", "bf16"]
-    for cells in table:
-        assert float(cells[2]) > 0 and len(cells[3].split(",")) == 2  # median and both runs
-    assert "bf16 speed-up:" in done.stdout
+    return done.stdout
+
+
+def cells(out: str, *first: str) -> list[list[str]]:
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith(first)]
+
+
+def test_tiny_run_times_both_precisions_and_compares_their_outputs() -> None:
+    out = run("precision", "--config", "tiny", "--frames", "2", "--repeats", "2", "--height", "64",
+              "--width", "96")  # fmt: skip
+    table = cells(out, "| fp32", "| bf16")
+    assert [row[0] for row in table] == ["fp32", "bf16"]
+    for row in table:
+        assert float(row[1]) > 0 and len(row[2].split(",")) == 2  # median and both runs
+    assert "bf16 speed-up:" in out
+    deviation = out.split("bf16 vs fp32 outputs: ")[1].splitlines()[0]
+    assert float(deviation.split("min mask IoU ")[1]) > 0  # the same weights: overlapping masks
+
+
+@pytest.mark.skipif(not FIXTURE.exists(), reason="no parity fixture")
+def test_parity_fp32_matches_the_official_outputs() -> None:
+    (row,) = cells(run("parity", "--precision", "fp32"), "| fp32")
+    labels_equal, score_error, min_iou = row[1], float(row[2]), float(row[3])
+    assert labels_equal == "yes" and score_error < 1e-5 and min_iou == 1.0
+    assert max(float(x) for x in row[4:]) < 1e-3  # raw logits, mask logits, embeddings

@@ -1,8 +1,15 @@
-"""Identity switches of tools/benchmarks/benchmark_tracking.py on hand-built tracks."""
+"""Identity switches of tools/analysis/tracking_analysis.py on hand-built tracks."""
+
+import runpy
+from pathlib import Path
 
 import numpy as np
 
-from minvis.evaluation.identity_switches import IdentityStats, identity_stats, mask_iou
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "analysis" / "identity_switches.py"
+_MODULE = runpy.run_path(str(SCRIPT))
+IdentityStats = _MODULE["IdentityStats"]
+identity_stats = _MODULE["identity_stats"]
+mask_iou = _MODULE["mask_iou"]
 
 
 def boxes(*columns: int | None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tracking stress presets of the synthetic dataset (tools/benchmarks/benchmark_tracking.py)."""
+"""Tracking stress presets of the synthetic dataset (tools/analysis/tracking_analysis.py)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Identity switches of predicted tracks against ground-truth instances.
+"""Identity switches of predicted tracks against ground-truth instances (``tracking_analysis.py``).
 
 Definition. For each ground-truth instance ``g`` and each frame ``t`` where ``g``'s mask is
 non-empty (a *visible frame*), ``g``'s *match* at ``t`` is the predicted track whose mask
@@ -14,8 +14,6 @@ the caller's choice (e.g. the confident tracks of a video's result).
 from dataclasses import dataclass
 
 import numpy as np
-
-__all__ = ["IdentityStats", "identity_stats", "mask_iou"]
 
 
 @dataclass(frozen=True)

@@ -1,289 +1,252 @@
 #!/usr/bin/env python
-"""Where the time of one video goes: a per-module profile against the machine's GEMM rate.
+"""Where the time goes: a per-stage profile against the GEMM rate; the deformable-attention kernels.
 
-    python tools/benchmarks/profile_model.py [--config CFG] [--frames 8] [--height 360]
-        [--width 640] [--threads 2] [--dtype fp32|bf16] [--repeat 3] [OPTS ...]
+    profile_model.py stages [--config r50] [--frames 4] [--repeats 3] [--precision fp32|bf16] [OPTS ...]
+    profile_model.py msda [--batch-sizes 1 4] [--repeats 5] [--device cpu|cuda]
 
-Builds the model of ``--config`` with random weights (seed 0), runs one synthetic video of
-``--frames`` frames through the default call ``model([{"image": frames, ...}])`` ``--repeat``
-times and times each part with wrappers around the modules' methods: backbone, pixel
-decoder (its MSDeformAttn layers separately), transformer decoder (its per-layer mask
-predictions separately), tracking (adding frames to the video result) and post-processing
-(the video-level result). FLOPs per frame come from fvcore on one padded frame; what fvcore
-cannot see (the deformable sampling, the mask-prediction einsum inside the decoder) is
-counted by hand. The fp32 and bf16 GEMM rates are measured in the same run with
-``torch.matmul`` of large square matrices, before and after the timed runs (the higher
-is the reference), and the fp32 rate of the encoder FFN's own matmul shape beside them. ``--dtype bf16`` sets
-``MODEL.MASK_FORMER.TEST.PRECISION bf16``; trailing ``OPTS`` are config overrides.
-Prints a markdown table (median seconds per frame over the repeats).
+stages: the default call on a synthetic video after a warm-up, with timers around the
+backbone, pixel decoder, its MSDeformAttn layers, transformer decoder and its mask
+predictions; the rest is tracking and post-processing. GFLOP/frame: fvcore on one padded
+frame plus hand counts of what it cannot see. The GEMM rate (4096^3 ``torch.matmul``, the
+higher of before and after the runs) and the encoder FFN's matmul rate are measured in the
+same run. OPTS: config overrides. msda: the encoder's deformable attention of a 384x640
+frame (points about 2 pixels around each query): this project's CPU kernel (forward only),
+the package's kernel and the ``grid_sample`` fallback, with errors relative to the fallback.
 """
-
-from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
+from importlib import metadata
+from statistics import median
 
+import harness
 import torch
-from detectron2.modeling import build_model
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # this checkout's packages, not an installed copy
-from machine_info import cpu_name  # noqa: E402
+from mask2former.modeling.pixel_decoder import ms_deform_attn_op as op
+from mask2former.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn
 
-from mask2former.modeling.pixel_decoder.ms_deform_attn import MSDeformAttn  # noqa: E402
-from minvis.config import build_config  # noqa: E402
-from minvis.inference import VideoResult, VideoResultAccumulator  # noqa: E402
-
-DEFAULT_CONFIG = REPO / "configs" / "youtubevis_2019" / "video_maskformer2_R50_bs32_8ep_frame.yaml"
-GEMM_SIZE = 4096
-GEMM_REPEATS = 5
-# Rows of the table: (label, timer key); "network" rows are compared with the GEMM rate.
-ROWS = (
-    ("backbone", "backbone"),
-    ("pixel decoder (excl. MSDeformAttn)", "pixel_decoder_rest"),
-    ("MSDeformAttn (6 layers)", "msda"),
-    ("transformer decoder (excl. mask prediction)", "decoder_rest"),
-    ("mask embedding + mask prediction (10x)", "mask_pred"),
-    ("input normalisation / padding / other", "other"),
-    ("**network total**", "network"),
-    ("tracking (add_frame)", "tracking"),
-    ("post-processing (top-k, dense masks)", "postprocess"),
-    ("**whole call**", "total"),
-)
+GEMM = 4096
+ROWS = {  # table row -> timer key; the network's rows are compared with the GEMM rate
+    "backbone": "backbone",
+    "pixel decoder (excl. MSDeformAttn)": "pixel_decoder_rest",
+    "MSDeformAttn": "msda",
+    "transformer decoder (excl. mask prediction)": "decoder_rest",
+    "mask embedding + mask prediction": "mask_pred",
+    "input normalisation and padding": "input",
+    "**network total**": "network",
+    "tracking + post-processing": "tracking",
+    "**whole call**": "total",
+}
+MSDA_SIZE, MSDA_STRIDES, MSDA_CHANNELS, MSDA_HEADS, MSDA_POINTS = (384, 640), (8, 16, 32), 256, 8, 4
+Size = tuple[int, int]
 
 
-class Timers:
-    """Accumulated wall time per key; nested keys are subtracted when the table is built."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    def wrap(self, fn: Callable, key: str) -> Callable:
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[key] += time.perf_counter() - start
-
-        return timed
+def gemm_gflops(dtype: torch.dtype, m: int = GEMM, k: int = GEMM, n: int = GEMM) -> float:
+    """GFLOP/s of an ``[m, k] @ [k, n]`` matmul, the best of 5."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    return 2 * m * k * n / min(harness.alternate({"": lambda: a @ b}, 5, "cpu")[""]) / 1e9
 
 
-def gemm_gflops(dtype: torch.dtype, m: int = GEMM_SIZE, k: int = GEMM_SIZE, n: int = GEMM_SIZE) -> float:
-    """Achieved GFLOP/s of an [m, k] x [k, n] matmul (best of a few)."""
-    a = torch.randn(m, k).to(dtype)
-    b = torch.randn(k, n).to(dtype)
-    torch.matmul(a, b)  # warm-up
-    best = float("inf")
-    for _ in range(GEMM_REPEATS):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * m * k * n / best / 1e9
+def pixels(padded: Size, stride: int) -> int:
+    return (padded[0] // stride) * (padded[1] // stride)
 
 
-def instrument(model: torch.nn.Module, timers: Timers) -> Callable[[], None]:
-    """Wrap the timed methods; returns a function that removes the wrappers."""
-    head = model.sem_seg_head
-    instance_patches = [
-        (model.backbone, "forward", "backbone"),
-        (head.pixel_decoder, "forward_features", "pixel_decoder"),
-        (head.predictor, "forward", "decoder"),
-        (head.predictor, "_predict", "mask_pred"),
-    ]
-    instance_patches += [(m, "forward", "msda") for m in model.modules() if isinstance(m, MSDeformAttn)]
-    for obj, name, key in instance_patches:
-        setattr(obj, name, timers.wrap(getattr(obj, name), key))
-    class_patches = [
-        (VideoResultAccumulator, "add_frame", "tracking"),
-        (VideoResultAccumulator, "finalize", "postprocess"),
-        (VideoResult, "instance_masks", "postprocess"),
-    ]
-    originals = [(cls, name, getattr(cls, name)) for cls, name, _ in class_patches]
-    for cls, name, key in class_patches:
-        setattr(cls, name, timers.wrap(getattr(cls, name), key))
-
-    def restore() -> None:
-        for obj, name, _ in instance_patches:
-            delattr(obj, name)
-        for cls, name, fn in originals:
-            setattr(cls, name, fn)
-
-    return restore
-
-
-def flops_per_frame(model: torch.nn.Module, height: int, width: int) -> dict[str, float]:
-    """GFLOP (2 x multiply-accumulates) per frame of each row, fvcore plus hand counts."""
+def gflop_per_frame(model: torch.nn.Module, padded: Size) -> dict[str, float]:
+    """GFLOP (2 x multiply-accumulates) per frame of the network's rows: fvcore plus hand counts."""
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import addmm_flop_jit
 
-    divisor = model.size_divisibility
-    padded = (-(-height // divisor) * divisor, -(-width // divisor) * divisor)
-    image = torch.zeros(1, 3, *padded)
-    head = model.sem_seg_head
-    with torch.no_grad():
-        features = model.backbone(image)
-        backbone = FlopCountAnalysis(model.backbone, image)
-        head_count = FlopCountAnalysis(head, (features,))
-        for count in (backbone, head_count):
-            count.set_op_handle("aten::addmm_", addmm_flop_jit)  # MSDeformAttn's sampling offsets
-            count.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            count.tracer_warnings("none")
-        by_module = head_count.by_module()
-    msda_modules = [name for name, m in head.named_modules() if isinstance(m, MSDeformAttn)]
-    msda_linear = sum(by_module.get(name, 0) for name in msda_modules)
-    # Deformable sampling (not traced): per query, head, level and point, 4 bilinear taps
-    # and one weight over head_dim channels; every encoder position is a query.
-    pixel_decoder = head.pixel_decoder
-    strides = pixel_decoder.transformer_feature_strides
-    queries = sum((padded[0] // s) * (padded[1] // s) for s in strides)
+    head, image = model.sem_seg_head, torch.zeros(1, 3, *padded)
+    counts = [FlopCountAnalysis(model.backbone, image), FlopCountAnalysis(head, (model.backbone(image),))]
+    for count in counts:
+        count.set_op_handle("aten::addmm_", addmm_flop_jit)  # MSDeformAttn's sampling offsets
+        count.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    by_module = counts[1].by_module()
+    msda_names = [name for name, m in head.named_modules() if isinstance(m, MSDeformAttn)]
+    msda_linear = sum(by_module.get(name, 0) for name in msda_names)
+    # Deformable sampling: every encoder position is a query; per head, level and point 4
+    # bilinear taps and one weight on each channel.
+    pixel_decoder, predictor = head.pixel_decoder, head.predictor
+    strides = sorted(pixel_decoder.transformer_feature_strides, reverse=True)
     attn = pixel_decoder.transformer.encoder.layers[0].self_attn
-    sampling = queries * attn.n_heads * attn.n_levels * attn.n_points * (attn.d_model // attn.n_heads) * 5
-    msda = msda_linear + sampling * len(msda_modules)
-    # Mask prediction, once for the learnable queries + once per layer: class head and
-    # 3-layer mask MLP on the queries, then the product with the mask features, at
-    # [H/4, W/4] for the last prediction; in inference the earlier ones only make the next
-    # layer's attention mask, at that layer's feature size (coarsest level first, round-robin).
-    predictor = head.predictor
+    sampling = sum(pixels(padded, s) for s in strides) * attn.n_levels * attn.n_points * attn.d_model * 5
+    # Mask prediction for the learnable queries and after each layer: class head and mask MLP,
+    # then products with the mask features, at 1/4 size for the last prediction, at the next
+    # layer's attention size (coarsest level first, round-robin) for the others.
     q, c = predictor.num_queries, predictor.mask_embed.layers[-1].out_features
-    hw = (padded[0] // pixel_decoder.common_stride) * (padded[1] // pixel_decoder.common_stride)
-    level_pixels = [(padded[0] // s) * (padded[1] // s) for s in sorted(strides, reverse=True)]
     mlp = sum(layer.in_features * layer.out_features for layer in predictor.mask_embed.layers)
     per_step = q * (predictor.class_embed.in_features * predictor.class_embed.out_features + mlp)
-    products = q * c * (hw + sum(level_pixels[k % len(level_pixels)] for k in range(predictor.num_layers)))
-    mask_pred = per_step * (predictor.num_layers + 1) + products
-    decoder_traced = by_module.get("predictor", 0)
-    pixel_traced = by_module.get("pixel_decoder", 0)
+    attention_sizes = sum(pixels(padded, strides[k % len(strides)]) for k in range(predictor.num_layers))
+    quarter = pixels(padded, pixel_decoder.common_stride)
+    mask_pred = per_step * (predictor.num_layers + 1) + q * c * (quarter + attention_sizes)
     macs = {
-        "backbone": backbone.total(),
-        "pixel_decoder_rest": pixel_traced - msda_linear,
-        "msda": msda,
+        "backbone": counts[0].total(),
+        "pixel_decoder_rest": by_module.get("pixel_decoder", 0) - msda_linear,
+        "msda": msda_linear + sampling * len(msda_names),
         # fvcore sees the decoder's einsum but not always its MLP calls: take the larger.
-        "decoder_rest": max(decoder_traced - mask_pred, 0),
+        "decoder_rest": max(by_module.get("predictor", 0) - mask_pred, 0),
         "mask_pred": mask_pred,
-        "other": 0,
     }
-    macs["network"] = sum(macs.values())
-    return {key: 2 * value / 1e9 for key, value in macs.items()}
+    return {key: 2 * value / 1e9 for key, value in {**macs, "network": sum(macs.values())}.items()}
 
 
-def profile(args: argparse.Namespace) -> None:
+def timer(fn: Callable, key: str, seconds: dict[str, float]) -> Callable:
+    """``fn``, adding its wall time to ``seconds[key]``."""
+
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[key] += time.perf_counter() - start
+
+    return timed
+
+
+@torch.no_grad()
+def profile_once(model: torch.nn.Module, video: list[dict]) -> dict[str, float]:
+    """Seconds of each row in one call, from timers wrapped around the model's parts."""
+    head, s = model.sem_seg_head, defaultdict(float)
+    methods = [(model, "_to_image_list", "input"), (model.backbone, "forward", "backbone"),
+               (head.pixel_decoder, "forward", "pixel_decoder"), (head.predictor, "forward", "decoder"),
+               (head.predictor, "_predict", "mask_pred")]  # fmt: skip
+    methods += [(m, "forward", "msda") for m in model.modules() if isinstance(m, MSDeformAttn)]
+    for obj, name, key in methods:
+        setattr(obj, name, timer(getattr(obj, name), key, s))
+    try:
+        start = time.perf_counter()
+        model(video)["pred_masks"]  # noqa: B018  (the dense masks are part of the call)
+        total = time.perf_counter() - start
+    finally:
+        for obj, name, _ in methods:
+            delattr(obj, name)
+    network = s["input"] + s["backbone"] + s["pixel_decoder"] + s["decoder"]
+    return {
+        "backbone": s["backbone"], "pixel_decoder_rest": s["pixel_decoder"] - s["msda"], "msda": s["msda"],
+        "decoder_rest": s["decoder"] - s["mask_pred"], "mask_pred": s["mask_pred"], "input": s["input"],
+        "network": network, "tracking": total - network, "total": total,
+    }  # fmt: skip
+
+
+def stages(args: argparse.Namespace) -> None:
+    if args.device != "cpu":
+        raise SystemExit("profile_model.py stages: CPU only (timers without device synchronisation)")
     torch.set_num_threads(args.threads)
-    overrides = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", *args.opts]
-    if args.dtype == "bf16":
-        overrides += ["MODEL.MASK_FORMER.TEST.PRECISION", "bf16"]
-    cfg = build_config(str(args.config), overrides)
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    gen = torch.Generator().manual_seed(0)
-    frames = [
-        torch.randint(0, 256, (3, args.height, args.width), generator=gen, dtype=torch.uint8).float()
-        for _ in range(args.frames)
-    ]
-    video = [{"image": frames, "height": args.height, "width": args.width}]
-
-    gemm = {"fp32": gemm_gflops(torch.float32), "bf16": gemm_gflops(torch.bfloat16)}
-    # The network's largest GEMM: the first FFN matmul of an encoder layer, every position
-    # of the three encoder levels (stride 8, 16, 32) x d_model -> dim_feedforward.
-    encoder_layer = model.sem_seg_head.pixel_decoder.transformer.encoder.layers[0]
+    config, (height, width) = harness.config_and_size(args.config, args)
+    model = harness.build(config, "cpu", ["MODEL.MASK_FORMER.TEST.PRECISION", args.precision, *args.opts])
+    frames = list(harness.synthetic_frames(args.frames, height, width))
+    video = [{"image": frames, "height": height, "width": width}]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
     divisor = model.size_divisibility
-    padded = (-(-args.height // divisor) * divisor, -(-args.width // divisor) * divisor)
-    strides = model.sem_seg_head.pixel_decoder.transformer_feature_strides
-    positions = sum((padded[0] // s) * (padded[1] // s) for s in strides)
-    ffn_shape = (positions, encoder_layer.linear1.in_features, encoder_layer.linear1.out_features)
-    ffn_gemm = gemm_gflops(torch.float32, *ffn_shape)
-    flops = flops_per_frame(model, args.height, args.width)
-
-    per_run: dict[str, list[float]] = defaultdict(list)
+    padded = (-(-height // divisor) * divisor, -(-width // divisor) * divisor)
+    pixel_decoder = model.sem_seg_head.pixel_decoder
+    linear = pixel_decoder.transformer.encoder.layers[0].linear1
+    positions = sum(pixels(padded, s) for s in pixel_decoder.transformer_feature_strides)
+    ffn = (positions, linear.in_features, linear.out_features)  # the network's largest GEMM
+    gemm_before, ffn_rate = gemm_gflops(dtype), gemm_gflops(torch.float32, *ffn)
     with torch.no_grad():
-        model(video)  # warm-up (allocator, kernel selection)
-        for _ in range(args.repeat):
-            timers = Timers()
-            restore = instrument(model, timers)
-            start = time.perf_counter()
-            try:
-                model(video)
-            finally:
-                restore()
-            total = time.perf_counter() - start
-            s = timers.seconds
-            split = {
-                "backbone": s["backbone"],
-                "pixel_decoder_rest": s["pixel_decoder"] - s["msda"],
-                "msda": s["msda"],
-                "decoder_rest": s["decoder"] - s["mask_pred"],
-                "mask_pred": s["mask_pred"],
-                "tracking": s["tracking"],
-                "postprocess": s["postprocess"],
-                "total": total,
-            }
-            split["network"] = s["backbone"] + s["pixel_decoder"] + s["decoder"]
-            split["other"] = total - split["network"] - s["tracking"] - s["postprocess"]
-            split["network"] += split["other"]
-            for key, value in split.items():
-                per_run[key].append(value / args.frames)
+        flops = gflop_per_frame(model, padded)
+        model(video)  # warm-up
+    runs = [profile_once(model, video) for _ in range(args.repeats)]
+    rate = max(gemm_before, gemm_gflops(dtype))  # the VM's rate swings: the higher is the reference
+    per_frame = {key: median(run[key] for run in runs) / args.frames for key in runs[0]}
+    print(f"{harness.machine_line()}\n{config.name}, {args.frames} frames {height}x{width}, "
+          f"{args.precision}, median of {args.repeats}; GEMM {GEMM}^3 {args.precision} {rate:.0f} GFLOP/s "
+          f"(before the runs {gemm_before:.0f}); the encoder FFN's {ffn[0]}x{ffn[1]} @ {ffn[1]}x{ffn[2]}: "
+          f"fp32 {ffn_rate:.0f} GFLOP/s\n")  # fmt: skip
+    rows = []
+    for label, key in ROWS.items():
+        seconds, gflop = per_frame[key], flops.get(key)
+        rate_cells = [f"{gflop / seconds:.0f}", f"{100 * gflop / seconds / rate:.0f}%"] if gflop else ["", ""]
+        gflop_cell = "" if gflop is None else f"{gflop:.1f}"
+        share = f"{100 * seconds / per_frame['total']:.0f}%"
+        rows.append([label, gflop_cell, f"{1e3 * seconds:.0f}", share, *rate_cells])
+    print(harness.table(["part", "GFLOP/frame", "ms/frame", "share", "GFLOP/s", "% of GEMM"], rows))
 
-    # The VM's GEMM rate swings (158 to 323 GFLOP/s within a day): measured again after the
-    # timed runs, the higher of the two is the reference (the conservative choice).
-    gemm_before = gemm
-    gemm = {"fp32": gemm_gflops(torch.float32), "bf16": gemm_gflops(torch.bfloat16)}
-    gemm = {key: max(gemm[key], gemm_before[key]) for key in gemm}
-    rate = gemm[args.dtype]
-    print(
-        f"\nmodel {Path(args.config).name}, {args.frames} frames {args.height}x{args.width}, "
-        f"{args.threads} threads, {args.dtype}, median of {args.repeat}; {cpu_name()}; "
-        f"torch {torch.__version__}"
-    )
-    print(
-        f"GEMM ({GEMM_SIZE}^3 matmul, the higher of before and after the timed runs): "
-        f"fp32 {gemm['fp32']:.0f} GFLOP/s (before {gemm_before['fp32']:.0f}), "
-        f"bf16 {gemm['bf16']:.0f} GFLOP/s (before {gemm_before['bf16']:.0f}); "
-        f"the % column is against {args.dtype}"
-    )
-    print(
-        f"GEMM of the encoder FFN's shape ({ffn_shape[0]}x{ffn_shape[1]} @ {ffn_shape[1]}x{ffn_shape[2]}), "
-        f"fp32: {ffn_gemm:.0f} GFLOP/s = {100 * ffn_gemm / gemm['fp32']:.0f}% of the {GEMM_SIZE}^3 rate\n"
-    )
-    print("| part | GFLOP/frame | ms/frame | share | GFLOP/s | % of GEMM |")
-    print("|---|---:|---:|---:|---:|---:|")
-    total = statistics.median(per_run["total"])
-    for label, key in ROWS:
-        seconds = statistics.median(per_run[key])
-        gflop = flops.get(key)
-        achieved = f"{gflop / seconds:.0f}" if gflop and seconds > 0 else ""
-        percent = f"{100 * gflop / seconds / rate:.0f}%" if gflop and seconds > 0 else ""
-        gflop_text = f"{gflop:.1f}" if gflop is not None else ""
-        print(
-            f"| {label} | {gflop_text} | {1000 * seconds:.0f} | {100 * seconds / total:.0f}% "
-            f"| {achieved} | {percent} |"
-        )
+
+def msda_inputs(batch: int, device: str) -> tuple[torch.Tensor, ...]:
+    """``value, spatial_shapes, level_start_index, locations, weights`` of the encoder's call."""
+    shapes = torch.tensor([(MSDA_SIZE[0] // s, MSDA_SIZE[1] // s) for s in MSDA_STRIDES], device=device)
+    starts = torch.cat((shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]))
+    queries, levels = int(shapes.prod(1).sum()), len(MSDA_STRIDES)
+    random = functools.partial(torch.randn, device=device, generator=torch.Generator(device).manual_seed(0))
+    centres = []  # each query's own position, (x, y) in [0, 1]
+    for height, width in shapes.tolist():
+        rows, columns = (torch.arange(height) + 0.5) / height, (torch.arange(width) + 0.5) / width
+        ys, xs = torch.meshgrid(rows, columns, indexing="ij")
+        centres.append(torch.stack([xs.flatten(), ys.flatten()], -1))
+    spread = 2.0 / shapes[0].flip(0)  # about 2 pixels of the finest level
+    offsets = spread * random(batch, queries, MSDA_HEADS, levels, MSDA_POINTS, 2)
+    weights = random(batch, queries, MSDA_HEADS, levels * MSDA_POINTS).softmax(-1)
+    return (random(batch, queries, MSDA_HEADS, MSDA_CHANNELS // MSDA_HEADS), shapes, starts,
+            torch.cat(centres).to(device)[None, :, None, None, None] + offsets,
+            weights.view(batch, queries, MSDA_HEADS, levels, MSDA_POINTS))  # fmt: skip
+
+
+def msda_call(impl: str | Callable, inputs: tuple[torch.Tensor, ...], args: argparse.Namespace) -> list:
+    """Median forward and forward + backward ms of ``impl`` (None: forward only), and its
+    output and gradients."""
+    value, shapes, starts, locations, weights = inputs
+    attend = impl if callable(impl) else functools.partial(op.ms_deform_attn, impl=impl)
+    leaves = [t.clone().requires_grad_(impl != "compiled") for t in (value, locations, weights)]
+
+    def forward() -> torch.Tensor:
+        return attend(leaves[0], shapes, starts, leaves[1], leaves[2])
+
+    def forward_backward() -> None:
+        for leaf in leaves:
+            leaf.grad = None
+        forward().square().sum().backward()
+
+    with torch.no_grad():
+        forward_ms = 1e3 * median(harness.alternate({"": forward}, args.repeats, args.device)[""])
+        output = forward()
+    if impl == "compiled":
+        return [forward_ms, None, [output]]
+    both_ms = 1e3 * median(harness.alternate({"": forward_backward}, args.repeats, args.device)[""])
+    return [forward_ms, both_ms, [output, *(leaf.grad for leaf in leaves)]]
+
+
+def msda(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    impls = {"cpu kernel": "compiled"} if args.device == "cpu" and op.cpu_kernel_available() else {}
+    if op.compiled_available(args.device):
+        from torch_ms_deform_attn import ms_deform_attn as package
+
+        impls[f"torch-ms-deform-attn {metadata.version('torch-ms-deform-attn')}"] = package
+    impls["pytorch"] = "pytorch"
+    rows = []
+    for batch in args.batch_sizes:
+        inputs = msda_inputs(batch, args.device)
+        results = {name: msda_call(impl, inputs, args) for name, impl in impls.items()}
+        for name, (forward, both, values) in results.items():
+            reference = results["pytorch"][2]
+            errors = [((a - b).abs().max() / b.abs().max()).item() for a, b in zip(values, reference)]
+            both = "(forward only)" if both is None else f"{both:.1f}"
+            rows.append([name, batch, f"{forward:.1f}", both, f"{max(errors):.1e}"])
+    print(f"{harness.machine_line(args.device)}\n")
+    header = ["implementation", "batch", "forward (ms)", "forward + backward (ms)", "max rel. error"]
+    print(harness.table(header, rows))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--height", type=int, default=360)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    parser = harness.make_parser(__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("stages", help="per-stage profile against the GEMM rate (CPU)")
+    harness.add_common(command, frames=4, repeats=3)
+    command.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    command.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    command = commands.add_parser("msda", help="deformable attention: the kernels against the fallback")
+    command.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    command.add_argument("--repeats", type=int, default=5)
+    command.add_argument("--device", default="cpu")
+    command.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    if not args.config.is_file():
-        parser.exit(2, f"error: config file {args.config} does not exist\n")
-    if min(args.frames, args.height, args.width, args.threads, args.repeat) < 1:
-        parser.exit(2, "error: --frames, --height, --width, --threads and --repeat must be >= 1\n")
-    profile(args)
+    {"stages": stages, "msda": msda}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""Inference: speed and memory (beside the official release), precision, the GPU run.
+
+    bench_inference.py speed [--models r50] [--frames 30 120] [--official-frames 30]
+        [--paths default bounded streaming] [--repeats 2] [--device cuda] [--height H --width W]
+    bench_inference.py precision [--config r50] [--frames 4] [--repeats 4] [--low bf16|fp16]
+    bench_inference.py parity [--precision fp32 bf16]
+    bench_inference.py gpu [--models r50 swinl] [--frames 30 120 480] [--deviation-frames 30]
+
+speed: synthetic videos at the models' test sizes, random weights (seed 0), every run in a
+fresh process (its own peak RSS), rounds alternating, medians. Paths: ``default``, the
+official call ``model([{"image": frames, "height": H, "width": W}])`` and its dense masks;
+``bounded``, frames from a generator through ``model.track_video``, masks RLE-encoded frame
+by frame (as the evaluator does); ``streaming``, ``model.track_stream`` (the predictor's;
+latency between frames). ``--official-frames`` adds the official release (``source
+/tmp/minvis_official/env.sh``; ``../shared/official_baseline/infer_run.py``: same weights
+and frames, its CPU paths) and compares the outputs. precision: fp32 and ``--low`` on the same
+weights, alternating in one process, and their output deviation. parity: deviation from the
+official outputs of the parity fixture. gpu: ``profile_model.py msda``, ``precision --low
+fp16`` and ``speed --paths default streaming`` on ``--device``; ``--device cpu --models tiny
+--frames 2 --deviation-frames 2 --repeats 1`` is its dry run (bf16).
+"""
+
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from statistics import median
+
+import harness
+import torch
+
+from minvis.ytvis_format import encode_masks
+
+PATHS = ("default", "bounded", "streaming")
+SIDES = ("ours", "official")
+GPU_PATHS = ("default", "streaming")  # the GPU run's: the official call and the predictor's
+FIXTURE = harness.SHARED / "fixtures" / "parity_ytvis19_r50tiny_s0.pth"
+OFFICIAL_ENV = ("OFFICIAL_PY", "OFFICIAL_SRC", "OFFICIAL_PATH")
+OFFICIAL_RESULT = re.compile(r"RESULT seconds=[0-9.]+ per_frame_ms=([0-9.]+) peak_rss_mb=([0-9]+)")
+
+
+@torch.no_grad()
+def measure(model: str, path: str, frames: int, size: list[int], device: str, threads: int, out: str) -> dict:
+    """One run of ours in this (fresh) process; the default path saves its outputs to ``out``."""
+    torch.set_num_threads(threads)
+    net = harness.build(harness.MODELS[model][0], device)
+    video, latencies = harness.synthetic_frames(frames, *size), []
+    start = last = time.perf_counter()
+    if path == "streaming":
+        for _ in net.track_stream(video):
+            latencies.append(time.perf_counter() - last)
+            last = time.perf_counter()
+    elif path == "bounded":
+        for masks in net.track_video({"image": video, "height": size[0], "width": size[1]}).frame_masks():
+            encode_masks(masks.numpy())
+    else:
+        result = net([{"image": list(video), "height": size[0], "width": size[1]}])
+        masks = result["pred_masks"]  # built when read
+    seconds = time.perf_counter() - start
+    if path == "default":
+        torch.save({**result, "pred_masks": torch.stack(masks) if masks else torch.zeros(0)}, out)
+    return {
+        "per_frame_ms": 1e3 * seconds / frames,
+        "latency_ms": 1e3 * median(latencies[1:]) if len(latencies) > 1 else None,
+        "peak_rss_mb": harness.peak_rss_mb(),
+        "cuda_peak_mb": torch.cuda.max_memory_allocated() / harness.MB if device.startswith("cuda") else None,
+    }
+
+
+def official(model: str, frames: int, size: tuple[int, int], weights_dir: str, out: Path) -> dict:
+    """One run of the official release (a whole process; peak RSS from ``ru_maxrss``)."""
+    runner = harness.SHARED / "official_baseline" / "infer_run.py"
+    config = harness.MODELS[model][0].relative_to(harness.REPO)
+    args = [config, Path(weights_dir, f"{model}.pth"), frames, *size, out, "MODEL.WEIGHTS", ""]
+    env = {**os.environ, "PYTHONPATH": os.environ["OFFICIAL_PATH"]}
+    command = [os.environ["OFFICIAL_PY"], *map(str, [runner, *args])]
+    done = subprocess.run(command, cwd=os.environ["OFFICIAL_SRC"], env=env, capture_output=True, text=True)
+    match = OFFICIAL_RESULT.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        sys.exit(f"official {model} at {frames} frames failed:\n{done.stderr[-3000:]}")
+    return {"per_frame_ms": float(match.group(1)), "peak_rss_mb": float(match.group(2))}
+
+
+def speed(args: argparse.Namespace) -> None:
+    if args.official_frames and not set(OFFICIAL_ENV) <= set(os.environ):
+        sys.exit("bench_inference: source /tmp/minvis_official/env.sh first (or no --official-frames)")
+    runs: dict[tuple, list[dict]] = defaultdict(list)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = lambda side, model, frames: Path(tmp, f"{side}_{model}_{frames}.pth")  # noqa: E731
+        for model in args.models if args.official_frames else []:  # the weights both load
+            torch.save(harness.build(harness.MODELS[model][0]).state_dict(), Path(tmp, f"{model}.pth"))
+        lengths = sorted(set(args.frames) | set(args.official_frames))
+        for _, model, frames in itertools.product(range(args.repeats), args.models, lengths):
+            size = harness.config_and_size(model, args)[1]
+            for path in args.paths if frames in args.frames else []:
+                out = str(saved("ours", model, frames))
+                payload = {"model": model, "path": path, "frames": frames, "size": size, "out": out}
+                payload |= {"device": args.device, "threads": args.threads}
+                runs["this project", model, path, frames].append(harness.run_worker(__file__, payload))
+            if frames in args.official_frames:
+                out = saved("official", model, frames)
+                runs["official", model, "default", frames].append(official(model, frames, size, tmp, out))
+        both = sorted(set(args.frames) & set(args.official_frames)) if "default" in args.paths else []
+        compared = {
+            (model, frames): harness.compare_outputs(*(torch.load(saved(s, model, frames)) for s in SIDES))
+            for model in args.models
+            for frames in both
+        }
+    print(f"{harness.machine_line(args.device)}; medians of {args.repeats} alternating runs\n")
+    print(speed_table(runs))
+    for (model, frames), comparison in compared.items():
+        print(f"\n{model}, {frames} frames, ours vs official: {harness.summary(comparison)}")
+
+
+def speed_table(runs: dict[tuple, list[dict]]) -> str:
+    rows, shortest = [], {}
+    for (code, model, path, frames), measured in sorted(runs.items(), key=lambda item: item[0][3]):
+        value = {k: None if v is None else median(r[k] for r in measured) for k, v in measured[0].items()}
+        first = shortest.setdefault((code, model, path), (frames, value["peak_rss_mb"]))
+        peak, optional = value["peak_rss_mb"], [value.get(key) for key in ("latency_ms", "cuda_peak_mb")]
+        rows.append([code, model, path, frames, f"{value['per_frame_ms'] / 1e3:.2f}", f"{peak:.0f}",
+                     f"{peak / first[1]:.2f}x vs {first[0]}", *(f"{v:.0f}" if v else "-" for v in optional)])
+    header = ["code", "model", "path", "frames", "s/frame", "peak RSS MB", "peak vs shortest", "latency ms"]
+    header.append("CUDA peak MB")
+    return harness.table(header, sorted(rows, key=lambda row: row[:3]))
+
+
+@torch.no_grad()
+def precision(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    config, (height, width) = harness.config_and_size(args.config, args)
+    names, results = ("fp32", args.low), {}
+    models = {n: harness.build(config, args.device, ["MODEL.MASK_FORMER.TEST.PRECISION", n]) for n in names}
+    frames = list(harness.synthetic_frames(args.frames, height, width))
+    video = [{"image": frames, "height": height, "width": width}]
+
+    def call(name: str) -> None:
+        results[name] = models[name](video)
+        results[name]["pred_masks"]  # noqa: B018  (the dense masks are part of the call)
+
+    seconds = harness.alternate({n: lambda n=n: call(n) for n in names}, args.repeats, args.device)
+    runs = {name: [1e3 * s / args.frames for s in seconds[name]] for name in names}
+    rows = [[name, f"{median(ms):.0f}", ", ".join(f"{m:.0f}" for m in ms)] for name, ms in runs.items()]
+    print(f"{harness.machine_line(args.device)}\n{config.name}, {args.frames} frames {height}x{width}, "
+          f"{args.repeats} alternating runs\n")  # fmt: skip
+    print(harness.table(["precision", "ms/frame (median)", "runs (ms/frame)"], rows))
+    pairs = ", ".join(f"{a / b:.2f}x" for a, b in zip(*runs.values(), strict=True))
+    print(f"\n{args.low} speed-up: {median(runs['fp32']) / median(runs[args.low]):.2f}x (per pair: {pairs})")
+    deviation = harness.compare_outputs(results[args.low], results["fp32"])
+    print(f"{args.low} vs fp32 outputs: {harness.summary(deviation)}")
+
+
+@torch.no_grad()
+def parity(args: argparse.Namespace) -> None:
+    fixture = torch.load(FIXTURE, weights_only=True)
+    frames, rows = [f.float() for f in fixture["input"]["frames"]], []
+    video = [{"image": frames, "height": fixture["input"]["height"], "width": fixture["input"]["width"]}]
+    for name in args.precision:
+        overrides = [*fixture["config_overrides"], "MODEL.MASK_FORMER.TEST.PRECISION", name]
+        model = harness.build(harness.REPO / "configs" / fixture["base_config"], "cpu", overrides)
+        model.load_state_dict(fixture["state_dict"], strict=True)
+        raw = list(model.frame_outputs(frames))
+        stacked = {key: torch.stack([getattr(f, key) for f in raw]) for key in ("logits", "masks", "embds")}
+        errors = [(x - fixture["raw"][f"pred_{key}"]).abs().max().item() for key, x in stacked.items()]
+        rows.append([name, *harness.compare_outputs(model(video), fixture["output"]).values(), *errors])
+    header = ["precision", "labels equal", "max score error", "min mask IoU", "max logit error"]
+    print(harness.table([*header, "max mask-logit error", "max embedding error"], rows))
+
+
+def gpu(args: argparse.Namespace) -> None:
+    common = ["--device", args.device, "--threads", args.threads, "--repeats", args.repeats]
+    size = [f"--{key}={getattr(args, key)}" for key in ("height", "width") if getattr(args, key)]
+    low = "fp16" if args.device.startswith("cuda") else "bf16"
+    msda = [Path(__file__).with_name("profile_model.py"), "msda", "--batch-sizes", 1]
+    precision = [__file__, "precision", "--low", low, "--config", args.models[0], *size, "--frames"]
+    speed = [__file__, "speed", "--models", *args.models, "--paths", *GPU_PATHS, *size, "--frames"]
+    for command in (msda, [*precision, args.deviation_frames], [*speed, *args.frames]):
+        print(flush=True)
+        subprocess.run([sys.executable, *map(str, [*command, *common])], check=True)
+
+
+def main() -> None:
+    parser = harness.make_parser(__doc__)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command")
+    command = commands.add_parser("speed", help="speed and peak memory against the video length")
+    harness.add_common(command, frames=[30, 120], repeats=2, models=True)
+    command.add_argument("--official-frames", type=int, nargs="*", default=[], help="lengths, official")
+    command.add_argument("--paths", nargs="+", choices=PATHS, default=["default"])
+    command = commands.add_parser("precision", help="fp32 against bf16 or fp16, alternating")
+    harness.add_common(command, frames=4, repeats=4)
+    command.add_argument("--low", choices=("bf16", "fp16"), default="bf16")
+    command = commands.add_parser("parity", help="deviation from the official outputs, per precision")
+    command.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    command = commands.add_parser("gpu", help="the CUDA run: MSDeformAttn, fp16, speed and memory")
+    harness.add_common(command, frames=[30, 120, 480], repeats=3, models=True)
+    command.set_defaults(models=["r50", "swinl"], device="cuda")
+    command.add_argument("--deviation-frames", type=int, default=30)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(**json.loads(args.worker))))
+    elif args.command == "gpu" and args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("bench_inference gpu: no CUDA device here (--device cpu for a dry run)")
+    elif args.command:
+        {"speed": speed, "precision": precision, "parity": parity, "gpu": gpu}[args.command](args)
+    else:
+        parser.print_help()
+
+
+if __name__ == "__main__":
+    main()
