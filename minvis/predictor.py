@@ -26,14 +26,8 @@ from .tracking import FrameInstances, Size, VideoResult
 
 
 class VideoPredictor:
-    """Video instance segmentation of decoded frames with a built model.
-
-    Usage::
-
-        predictor = VideoPredictor.from_config(cfg)  # loads cfg.MODEL.WEIGHTS (strict) if set
-        for instances in predictor(open_frame_source("video.mp4")):
-            instances.track_ids, instances.labels, instances.scores, instances.masks
-    """
+    """``predictor = VideoPredictor.from_config(cfg)``, then ``for instances in
+    predictor(open_frame_source("video.mp4")): instances.track_ids, .labels, .scores, .masks``."""
 
     def __init__(
         self,
@@ -44,17 +38,9 @@ class VideoPredictor:
         category_ids: Sequence[int] | None = None,
         score_threshold: float = 0.5,
     ) -> None:
-        """
-        Args:
-            model: a built MinVIS model; it runs on its device, in eval mode, with
-                :func:`~minvis.modeling.speedups.apply_speedups`.
-            preprocess: turns a decoded frame into the model's input (the test resize).
-            class_names: name of each class (default: ``class i``).
-            category_ids: dataset category id of each class, the submission's
-                ``category_id`` (default: ``i + 1``).
-            score_threshold: a streamed track is reported on a frame when its running
-                score is at least this and its mask there is non-empty.
-        """
+        """``model`` runs on its device, in eval mode, with the speed-ups; ``category_ids``
+        are the submission's ``category_id`` of each class (default ``i + 1``);
+        ``score_threshold``: the least running score of a streamed track."""
         num_classes = model.sem_seg_head.num_classes
         self.model = apply_speedups(model.eval())
         self.preprocess = preprocess
@@ -64,17 +50,10 @@ class VideoPredictor:
 
     @classmethod
     def from_config(cls, cfg: CfgNode, *, score_threshold: float = 0.5) -> "VideoPredictor":
-        """Build the model of a full MinVIS config (:func:`minvis.config.build_config`) on
-        ``MODEL.DEVICE``, load ``MODEL.WEIGHTS`` (strict) if set, and wrap it.
-
-        Class names and category ids come from the metadata of the config's first test
-        (or train) dataset with the model's number of classes.
-
-        Raises:
-            FileNotFoundError: ``MODEL.WEIGHTS`` names a missing file.
-            minvis.modeling.CheckpointLoadError: the checkpoint is unreadable or does not
-                fit the model built from ``cfg``.
-        """
+        """Build the model of a full config on ``MODEL.DEVICE`` and load ``MODEL.WEIGHTS``
+        (strict) if set; class names and category ids come from the config's first test
+        (or train) dataset with the model's number of classes. Raises FileNotFoundError
+        or :class:`~minvis.modeling.CheckpointLoadError` naming the weights file."""
         model = build_model(cfg)
         if cfg.MODEL.WEIGHTS:
             MinVISCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
