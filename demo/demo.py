@@ -10,9 +10,13 @@ memory. ``--mode video``: the paper's top-k instances of the whole video with vi
 and score (also in ``results.json``), in two passes: pass 1 runs the model and keeps the mask
 logits (``T * Q * h * w`` floats, in a temporary file unless ``SPILL_MASKS_TO_DISK False``),
 pass 2 decodes the input again and draws.
+
+Outputs follow :mod:`minvis.output_paths`: DIR is held by one run at a time, and the outputs
+replace the previous ones together, only once the video is read back whole and all are on disk.
 """
 
 import argparse
+import errno
 import itertools
 import sys
 import time
@@ -23,13 +27,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from detectron2.config import CfgNode
 from tqdm import tqdm
 
 from minvis.config import build_config
-from minvis.data.video_io import VideoWriter, open_frame_source
+from minvis.data.video_io import ImageSequenceSource, VideoFileSource, VideoWriter, open_frame_source
 from minvis.evaluation.track_spool import TrackSpool
 from minvis.modeling import CheckpointLoadError, VideoInputError
-from minvis.output_paths import OutputPathError, StagedOutputs, check_outputs, interrupt_on_sigterm
+from minvis.output_paths import (
+    OutputPathError,
+    StagedOutputs,
+    check_outputs,
+    interrupt_on_sigterm,
+    lock_output_dir,
+)
 from minvis.predictor import VideoPredictor
 from minvis.tracking import FrameInstances
 from minvis.visualization import draw_instances, shown_instances
@@ -39,6 +50,7 @@ VIDEO_NAME = "annotated.mp4"
 RESULTS_NAME = "results.json"
 FRAMES_NAME = "frames"
 DEFAULT_FPS = 10.0  # for frame folders, which carry no frame rate
+FrameSource = VideoFileSource | ImageSequenceSource
 
 
 class DemoError(Exception):
@@ -93,13 +105,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def prepare_output(folder: Path, inputs: list[str], overwrite: bool) -> list[Path]:
-    """Create ``folder`` and return the existing files at its output names (replaced once the
-    run has succeeded), by the rule of :mod:`minvis.output_paths`."""
+def check_output(folder: Path, inputs: list[str], overwrite: bool) -> list[Path]:
+    """The existing files at the output names in ``folder`` (replaced once the run has
+    succeeded), by the rule of :mod:`minvis.output_paths`."""
     outputs = [folder / name for name in (VIDEO_NAME, RESULTS_NAME, FRAMES_NAME)]
-    existing = check_outputs(outputs, inputs, overwrite=overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    return existing
+    return check_outputs(outputs, inputs, overwrite=overwrite)
 
 
 def warn_about_setup(cfg, amp: bool) -> None:
@@ -117,7 +127,7 @@ def warn_about_setup(cfg, amp: bool) -> None:
         )
 
 
-def load_config(args: argparse.Namespace):
+def load_config(args: argparse.Namespace) -> CfgNode:
     try:
         # --amp is the official key TEST.AMP.ENABLED (off by default in the demo); --opts win.
         cfg = build_config(args.config_file, ["TEST.AMP.ENABLED", str(args.amp), *args.opts])
@@ -154,47 +164,56 @@ def run(args: argparse.Namespace) -> None:
     warn_about_setup(cfg, args.amp)
     source = open_frame_source(args.input)
     output = Path(args.output)
-    existing = prepare_output(output, getattr(source, "files", [args.input]), args.overwrite)
+    inputs = getattr(source, "files", [args.input])
+    check_output(output, inputs, args.overwrite)  # before the folder is created or locked
+    # SIGTERM, like Ctrl-C, unwinds the with blocks: the lock is released, partial outputs
+    # (and the track spool's temporary folder) removed.
+    with interrupt_on_sigterm(), lock_output_dir(output):
+        existing = check_output(output, inputs, args.overwrite)  # again: no other run writes here now
+        write_outputs(args, cfg, source, output, existing)
+
+
+def write_outputs(
+    args: argparse.Namespace, cfg: CfgNode, source: FrameSource, output: Path, existing: list[Path]
+) -> None:
+    """Run the model and write the outputs into ``output`` (held by this run)."""
     predictor = VideoPredictor.from_config(cfg, score_threshold=args.confidence_threshold)
     class_names = predictor.class_names
     info = source.info
     total = min(filter(None, (info.num_frames, args.max_frames)), default=None)
     total = None if total is None else -(-total // args.frame_stride)
-    finals = [output / VIDEO_NAME, output / RESULTS_NAME] + (
-        [output / FRAMES_NAME] if args.save_frames else []
-    )
+    video_path, results_path, frames_path = output / VIDEO_NAME, output / RESULTS_NAME, output / FRAMES_NAME
+    finals = [video_path, results_path] + ([frames_path] if args.save_frames else [])
 
     start = time.perf_counter()
     pairs = frame_pairs(args, source, predictor)  # video mode: runs pass 1 here
-    # Outputs are written under .partial names and renamed when everything succeeded;
-    # an error, Ctrl-C or SIGTERM removes them (and the track spool's temporary folder).
-    with interrupt_on_sigterm(), StagedOutputs(finals, replaces=existing) as staged:
-        frames_dir = staged.path(output / FRAMES_NAME)
+    with StagedOutputs(finals, replaces=existing) as staged:
+        frames_dir = staged.path(frames_path)
         if args.save_frames:
             frames_dir.mkdir()
+        fps = (info.fps or DEFAULT_FPS) / args.frame_stride
         with (
-            VideoWriter(
-                staged.path(output / VIDEO_NAME),
-                (info.fps or DEFAULT_FPS) / args.frame_stride,
-                (info.height, info.width),
-            ) as video,
+            VideoWriter(staged.path(video_path), fps, (info.height, info.width)) as video,
             TrackSpool() as spool,
             tqdm(total=total, unit="frame", desc="MinVIS") as progress,
         ):
+            staged.checks[video_path] = video.check
             for frame, instances in pairs:
                 spool.add(instances)
                 shown = shown_instances(instances, args.confidence_threshold)
                 annotated = draw_instances(frame, shown, class_names)
                 video.write(annotated)
                 if args.save_frames:
-                    cv2.imwrite(str(frames_dir / f"{instances.frame_index:05d}.jpg"), annotated[:, :, ::-1])
+                    frame_file = frames_dir / f"{instances.frame_index:05d}.jpg"
+                    if not cv2.imwrite(str(frame_file), annotated[:, :, ::-1]):
+                        raise OSError(errno.EIO, "OpenCV cannot write a frame", str(frame_file))
                 progress.update()
             seconds = time.perf_counter() - start
-            with SubmissionWriter(staged.path(output / RESULTS_NAME)) as results:
+            with SubmissionWriter(staged.path(results_path)) as results:
                 results.write(spool.entries(video_id=1, category_ids=predictor.category_ids))
     print(
         f"{spool.num_frames} frames in {seconds:.1f} s ({spool.num_frames / seconds:.2f} frames/s), "
-        f"{spool.num_tracks} tracks -> {output / VIDEO_NAME}, {output / RESULTS_NAME}"
+        f"{spool.num_tracks} tracks -> {video_path}, {results_path}"
     )
 
 

@@ -297,25 +297,26 @@ class _DiskTensors:
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile(prefix="minvis_")
-        self._like: Tensor | None = None
+        self._shape: torch.Size | None = None
+        self._dtype: np.dtype | None = None
         self._length = 0
 
     def append(self, tensor: Tensor) -> None:
-        self._like = tensor if self._like is None else self._like
+        data = tensor.contiguous().numpy()
+        self._shape, self._dtype = tensor.shape, data.dtype
         self._file.seek(0, 2)  # reads may have moved the position
-        self._file.write(tensor.contiguous().numpy().tobytes())
+        self._file.write(data.tobytes())
         self._length += 1
 
     def __len__(self) -> int:
         return self._length
 
     def __iter__(self) -> Iterator[Tensor]:
-        if self._like is None:
+        if self._dtype is None:
             return
-        like = self._like
-        nbytes = like.numel() * like.element_size()
+        nbytes = int(np.prod(self._shape)) * self._dtype.itemsize
         for index in range(self._length):
             self._file.seek(index * nbytes)  # iterators may interleave
             buffer = bytearray(nbytes)
             self._file.readinto(buffer)
-            yield torch.from_numpy(np.frombuffer(buffer, dtype=like.numpy().dtype).reshape(like.shape))
+            yield torch.from_numpy(np.frombuffer(buffer, dtype=self._dtype).reshape(self._shape))

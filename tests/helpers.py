@@ -23,7 +23,9 @@ def match_embeddings(prev: Tensor, cur: Tensor) -> Tensor:
         )
     tracker = Tracker()
     for embds in (prev, cur):  # the first frame fixes the track order
-        perm = tracker.step(frame_outputs(embds.new_zeros(len(embds), 2), embds.new_zeros(len(embds), 1, 1), embds))
+        perm = tracker.step(
+            frame_outputs(embds.new_zeros(len(embds), 2), embds.new_zeros(len(embds), 1, 1), embds)
+        )
     return perm
 
 
@@ -44,5 +46,7 @@ def paper_exact_video_results(
     top_k: int = 10,
 ) -> dict:
     """The official eval-mode dict from a whole video's stacked ``[T, Q, ...]`` outputs."""
-    frames = [frame_outputs(*frame, image_size, padded_size) for frame in zip(logits, masks, embds, strict=True)]
+    frames = [
+        frame_outputs(*frame, image_size, padded_size) for frame in zip(logits, masks, embds, strict=True)
+    ]
     return dict(track_video(frames, output_size, top_k=top_k))

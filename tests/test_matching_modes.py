@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from detectron2.modeling import build_model
 from helpers import frame_outputs
 
@@ -115,7 +114,9 @@ def test_video_result_and_streaming_follow_the_mode() -> None:
         *_, instances = track_stream(frames, (4, 4), score_threshold=0.0, cost=cost)
         masks = torch.stack(list(result.frame_masks()), dim=1)  # [k, T, H, W]
         on_right = masks[:, :, :, 2:].flatten(2).any(dim=2)  # [k, T]
-        assert sorted(map(tuple, on_right.tolist())) == sorted([(False, not stays_right), (True, stays_right)])
+        assert sorted(map(tuple, on_right.tolist())) == sorted(
+            [(False, not stays_right), (True, stays_right)]
+        )
         assert instances.track_ids.tolist() == [0, 1]
         assert bool(instances.masks[1, :, 2:].any()) == stays_right
 
@@ -127,7 +128,9 @@ def test_config_modes() -> None:
     cfg.MODEL.MINVIS.MATCHING = "heuristic+query"
     tracks, current = frame_outputs(*FRAME0), frame_outputs(*FRAME1)
     expected = mask_overlap_cost(tracks, current, 2.0, 5.0, cfg.MODEL.MASK_FORMER.DICE_WEIGHT)
-    assert torch.equal(build_model(cfg).tracking_cost(tracks, current), expected + query_cost(tracks, current))
+    assert torch.equal(
+        build_model(cfg).tracking_cost(tracks, current), expected + query_cost(tracks, current)
+    )
     cfg.MODEL.MINVIS.MATCHING = "overlap"
     with pytest.raises(ValueError, match="unknown matching mode"):
         build_model(cfg)

@@ -27,8 +27,8 @@ def datasets_root(tmp_path_factory) -> Path:
 
 def train_net(datasets: Path, *args: object, debug: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "DETECTRON2_DATASETS": str(datasets), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "train_net.py", "--config-file", str(TINY_CONFIG), *map(str, args)]
-    command += ["--debug"] if debug else []
+    flags = ["--debug"] if debug else []  # flags before the KEY VALUE overrides
+    command = [sys.executable, "train_net.py", *flags, "--config-file", str(TINY_CONFIG), *map(str, args)]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -68,7 +68,7 @@ def test_eval_only_keeps_the_training_config_and_reports_a_bad_checkpoint(datase
     proc = train_net(
         datasets_root, "--eval-only", "OUTPUT_DIR", tmp_path, "MODEL.WEIGHTS", corrupt, debug=True
     )
-    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "CheckpointLoadError" in proc.stderr
 
 
 def test_a_missing_dataset_names_its_path_and_the_fixes(tmp_path):

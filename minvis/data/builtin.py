@@ -2,14 +2,16 @@
 
 Files are expected under ``$DETECTRON2_DATASETS`` (default ``./datasets``) as listed in
 ``BUILTIN_SPLITS``; local splits in ``{ytvis_2019,ytvis_2021,ovis}/splits/`` (written by
-``tools/data/split_dataset.py``) are registered as ``{dataset}_local{train,val}``.
+``tools/data/split_dataset.py``) are registered as ``{dataset}_local{train,val}``; datasets of
+your own from ``$MINVIS_DATASETS`` (``NAME=JSON:IMAGE_ROOT,...``, see :mod:`minvis.data.custom`).
 """
 
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .split import register_split
+from .custom import register_env_datasets
+from .split import SPLIT_FILES, register_split
 from .synthetic import SYNTHETIC_CATEGORIES
 from .ytvis import register_ytvis_instances, ytvis_metadata
 
@@ -95,8 +97,22 @@ def datasets_root() -> str:
     return os.getenv("DETECTRON2_DATASETS", "datasets")
 
 
+SYNTHETIC_PREFIX, SYNTHETIC_SPLITS = "synthetic_ytvis", ("train", "val")
+LOCAL_SPLIT_DATASETS = ("ytvis_2019", "ytvis_2021", "ovis")
+
+
+def builtin_dataset_names() -> list[str]:
+    """Every name registered by ``import minvis.data`` itself (not from ``$MINVIS_DATASETS``)."""
+    return [
+        *BUILTIN_SPLITS,
+        *(f"{dataset}_{suffix}" for dataset in LOCAL_SPLIT_DATASETS for suffix in SPLIT_FILES),
+        *(f"{SYNTHETIC_PREFIX}_{split}" for split in SYNTHETIC_SPLITS),
+    ]
+
+
 def register_all_builtin(root: str) -> None:
-    """Register YouTube-VIS 2019/2021 and OVIS (train/val/test and the local splits) under ``root``."""
+    """Register YouTube-VIS 2019/2021 and OVIS (train/val/test and the local splits) under
+    ``root``, and the datasets of ``$MINVIS_DATASETS``."""
     for name, (image_root, json_file, categories) in BUILTIN_SPLITS.items():
         register_ytvis_instances(
             name,
@@ -104,7 +120,7 @@ def register_all_builtin(root: str) -> None:
             os.path.join(root, json_file),
             os.path.join(root, image_root),
         )
-    for dataset in ("ytvis_2019", "ytvis_2021", "ovis"):
+    for dataset in LOCAL_SPLIT_DATASETS:
         image_root, _, categories = BUILTIN_SPLITS[f"{dataset}_train"]
         register_split(
             dataset,
@@ -112,10 +128,11 @@ def register_all_builtin(root: str) -> None:
             os.path.join(root, dataset, "splits"),
             os.path.join(root, image_root),
         )
+    register_env_datasets(reserved=builtin_dataset_names())
 
 
 def register_synthetic_ytvis(
-    root: str, prefix: str = "synthetic_ytvis", splits: Iterable[str] = ("train", "val")
+    root: str, prefix: str = SYNTHETIC_PREFIX, splits: Iterable[str] = SYNTHETIC_SPLITS
 ) -> list[str]:
     """Register the splits of ``tools/data/make_synthetic_ytvis.py --root ROOT`` as ``{prefix}_{split}``."""
     names = []

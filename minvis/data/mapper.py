@@ -9,13 +9,13 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
 from .augmentation import augment_clip, build_augmentation
-from .preprocess import image_to_tensor
+from .preprocess import CHANNEL_ORDERS, image_to_tensor
 from .sampling import sample_clip_frames
+from .video_io import VideoReadError, read_image
 from .ytvis import YTVISFormatError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ class YTVISDatasetMapper:
         sampling_frame_shuffle: bool = False,
         sampling_frame_ratio: float = 1.0,
     ) -> None:
+        if image_format not in CHANNEL_ORDERS:
+            raise ValueError(f"INPUT.FORMAT {image_format!r} is not supported; use one of {CHANNEL_ORDERS}")
         if is_train and sampling_frame_ratio < 1.0 and sampling_frame_num != 1:
             raise ValueError(
                 "INPUT.SAMPLING_FRAME_RATIO < 1 supports only INPUT.SAMPLING_FRAME_NUM 1, "
@@ -122,14 +124,18 @@ class YTVISDatasetMapper:
         }
 
     def _read_frame(self, video: dict[str, Any], frame: int) -> np.ndarray:
-        image = utils.read_image(video["file_names"][frame], format=self.image_format)
+        """The frame in ``INPUT.FORMAT``, decoded by the demo's reader; errors name the file."""
+        try:
+            image = read_image(video["file_names"][frame])
+        except VideoReadError as error:
+            raise VideoReadError(f"video {video['video_id']} frame {frame}: {error}") from None
         if image.shape[:2] != (video["height"], video["width"]):
             raise YTVISFormatError(
                 f"video {video['video_id']} frame {frame} ({video['file_names'][frame]}): "
                 f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the annotation says "
                 f"{video['width']}x{video['height']}."
             )
-        return image
+        return image[:, :, ::-1] if self.image_format == "BGR" else image
 
     def __call__(self, video: dict[str, Any]) -> dict[str, Any]:
         length = video["length"]

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .augmentation import augment_clip, build_augmentation
 
-_CHANNEL_ORDERS = ("RGB", "BGR")
+CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 def image_to_tensor(image: np.ndarray) -> Tensor:
@@ -19,10 +19,10 @@ class FramePreprocessor:
     """RGB ``uint8 [H, W, 3]`` frame -> model input ``uint8 [3, h, w]`` (test resize)."""
 
     def __init__(self, cfg: CfgNode) -> None:
-        if cfg.INPUT.FORMAT not in _CHANNEL_ORDERS:
+        if cfg.INPUT.FORMAT not in CHANNEL_ORDERS:
             raise ValueError(
                 f"INPUT.FORMAT {cfg.INPUT.FORMAT!r} is not supported for decoded video frames; "
-                f"use one of {_CHANNEL_ORDERS}"
+                f"use one of {CHANNEL_ORDERS}"
             )
         self.bgr = cfg.INPUT.FORMAT == "BGR"
         self.augmentations = build_augmentation(cfg, is_train=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from minvis.closing import ClosedOnExit
 
@@ -106,11 +107,23 @@ class VideoFileSource:
             )
 
 
-def _read_image(path: str) -> np.ndarray:
-    frame = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR [H, W, 3]
-    if frame is None:
-        raise VideoReadError(f"cannot read image {path} (missing, corrupt or not an image)")
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file as RGB ``uint8 [H, W, 3]``, the one decoder of training, evaluation and
+    the demo: EXIF orientation applied, grey replicated, palettes expanded, alpha dropped, a
+    16-bit sample ``v`` kept as its high byte ``v >> 8``; a truncated file is an error."""
+    try:
+        with Image.open(path) as file:
+            image = ImageOps.exif_transpose(file)  # decodes the whole file
+    except FileNotFoundError:
+        raise VideoReadError(f"cannot read image {path}: it does not exist") from None
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for bad or truncated files
+        raise VideoReadError(f"cannot read image {path}: {error}") from None
+    if image.mode.startswith("I"):  # 16-bit grey ("I", "I;16", "I;16B")
+        grey = (np.clip(np.asarray(image), 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        raise VideoReadError(f"cannot read image {path}: floating-point images are not frames")
+    return np.array(image.convert("RGB"))  # writable, as decoded video frames
 
 
 class ImageSequenceSource:
@@ -120,7 +133,7 @@ class ImageSequenceSource:
         if not files:
             raise VideoReadError(f"{origin}: no frames")
         self.files = files
-        first = _read_image(files[0])
+        first = read_image(files[0])
         self.info = VideoInfo(
             path=origin, height=first.shape[0], width=first.shape[1], fps=None, num_frames=len(files)
         )
@@ -145,7 +158,7 @@ class ImageSequenceSource:
     def __iter__(self) -> Iterator[np.ndarray]:
         size = (self.info.height, self.info.width)
         for path in self.files:
-            frame = _read_image(path)
+            frame = read_image(path)
             if frame.shape[:2] != size:
                 raise VideoReadError(
                     f"image {path} is {frame.shape[1]}x{frame.shape[0]} (WxH) but the first frame "
@@ -173,7 +186,8 @@ def open_frame_source(path: str | Path) -> VideoFileSource | ImageSequenceSource
 
 class VideoWriter(ClosedOnExit):
     """Write RGB ``uint8 [H, W, 3]`` frames of one ``size`` ``(height, width)`` to a video file,
-    with the codec of its extension."""
+    with the codec of its extension. OpenCV's encoders report no write error (a full disk leaves
+    an unplayable file): :meth:`check` reads the closed file back."""
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
         self.path = str(path)
@@ -224,3 +238,18 @@ class VideoWriter(ClosedOnExit):
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+
+    def check(self, path: str | Path) -> str | None:
+        """What is wrong with the video written (at ``path`` now), or None: OpenCV must count
+        every frame written (within the tolerance of estimated counts) and decode the last one."""
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        try:
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            last_decodes = capture.set(cv2.CAP_PROP_POS_FRAMES, self.num_frames - 1) and capture.read()[0]
+        finally:
+            capture.release()
+        expected = self.num_frames
+        if abs(count - expected) > max(1, FRAME_COUNT_TOLERANCE * expected) or not last_decodes:
+            last = "" if last_decodes else " and cannot decode the last one"
+            return f"OpenCV reads back {max(count, 0)} of the {expected} frames written{last} (a full disk?)"
+        return None

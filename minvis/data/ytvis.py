@@ -22,6 +22,7 @@ from minvis.ytvis_format import YTVISFormatError, parse_json, validate_polygons,
 
 logger = logging.getLogger(__name__)
 
+
 def ytvis_metadata(categories: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Detectron2 metadata of a category table (dicts with ``id``, ``name``, ``color``); the
     sorted ids map to 0..K-1."""
@@ -95,6 +96,8 @@ def _video_record(video: dict[str, Any], image_root: str, where: str) -> dict[st
     except KeyError as e:
         raise YTVISFormatError(f"{where}: missing key {e}.") from None
     length = video.get("length", len(file_names))
+    if not file_names or not length:
+        raise YTVISFormatError(f"{where}: the video has no frames (length {length}).")
     if len(file_names) != length:
         raise YTVISFormatError(f"{where}: {len(file_names)} file_names but length {length}.")
     return {

@@ -4,10 +4,12 @@ detectron2 0.6's ``launch`` asserts CUDA for more than one process, so on CPUs t
 are spawned here, joined by gloo, with detectron2's per-machine process group set up.
 """
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
+from multiprocessing.queues import SimpleQueue
 
 import torch
 import torch.distributed as dist
@@ -44,12 +46,27 @@ def launch(
         if num_machines != 1:
             raise ValueError("--dist-url auto only works on one machine; pass tcp://HOST:PORT")
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
-    mp.spawn(
-        _cpu_worker,
-        nprocs=num_procs_per_machine,
-        args=(main_func, world_size, num_procs_per_machine, machine_rank, dist_url, args, timeout),
-        daemon=False,
-    )
+    errors = mp.get_context("spawn").SimpleQueue()
+    try:
+        mp.spawn(
+            _cpu_worker,
+            nprocs=num_procs_per_machine,
+            args=(
+                main_func,
+                world_size,
+                num_procs_per_machine,
+                machine_rank,
+                dist_url,
+                args,
+                timeout,
+                errors,
+            ),
+            daemon=False,
+        )
+    except mp.ProcessRaisedException:
+        if errors.empty():
+            raise
+        raise errors.get() from None  # the failed process's own exception, not its traceback text
 
 
 def _cpu_worker(
@@ -61,6 +78,7 @@ def _cpu_worker(
     dist_url: str,
     args: tuple,
     timeout: timedelta,
+    errors: SimpleQueue,
 ) -> None:
     global_rank = machine_rank * num_procs_per_machine + local_rank
     dist.init_process_group(
@@ -77,5 +95,9 @@ def _cpu_worker(
     comm.synchronize()
     try:
         main_func(*args)
+    except Exception as error:
+        with contextlib.suppress(Exception):  # an exception that cannot be pickled stays a traceback
+            errors.put(error)
+        raise
     finally:
         dist.destroy_process_group()

@@ -3,13 +3,16 @@
 Differences from detectron2 0.6's trainer: DDP on CPU (no CUDA ``device_ids``); AMP on CUDA
 only; safe checkpoint loading (:class:`~minvis.modeling.MinVISCheckpointer`); checkpoints hold
 the optimizer and grad-scaler state, so ``--resume`` continues AdamW's moments (detectron2
-issue #4110, fixed upstream under the same ``_trainer`` key); the model gets the speed-ups.
+issue #4110, fixed upstream under the same ``_trainer`` key); the model gets the speed-ups;
+the main process holds ``OUTPUT_DIR`` (:func:`~minvis.output_paths.lock_output_dir`) from
+construction to the end of ``train()``, and during ``test()``, so a second run into it is refused.
 As officially, the LR scheduler is the DeepLab project's (``WarmupPolyLR``).
 """
 
 import logging
 import os
 import weakref
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 
 import torch
 from detectron2.config import CfgNode
@@ -24,6 +27,7 @@ from minvis.data.build import build_ytvis_test_loader, build_ytvis_train_loader
 from minvis.evaluation.evaluator import YTVISEvaluator
 from minvis.modeling import MinVISCheckpointer
 from minvis.modeling.speedups import apply_speedups
+from minvis.output_paths import lock_output_dir
 
 from .optimizer import build_optimizer
 
@@ -39,10 +43,16 @@ def wrap_distributed(model: nn.Module) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
+def _lock_on_main_process(cfg: CfgNode) -> AbstractContextManager[object]:
+    return lock_output_dir(cfg.OUTPUT_DIR) if comm.is_main_process() else nullcontext()
+
+
 class Trainer(DefaultTrainer):
     def __init__(self, cfg: CfgNode):
         # Same construction as DefaultTrainer.__init__, with the changes in the module docstring.
         TrainerBase.__init__(self)
+        self._output_dir_lock = ExitStack()
+        self._output_dir_lock.enter_context(_lock_on_main_process(cfg))
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
@@ -58,6 +68,15 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def train(self):
+        with self._output_dir_lock:
+            return super().train()
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None):
+        with _lock_on_main_process(cfg):
+            return super().test(cfg, model, evaluators)
 
     # TrainerBase's, not DefaultTrainer's: detectron2 0.6's omits "_trainer" and upstream's
     # requires it on load, while checkpoints here resume on both, in either layout.

@@ -2,14 +2,15 @@
 
 Masks are encoded one frame at a time (bounded memory on long videos); the main process writes
 ``results.json`` and ``results.zip`` and scores them if the dataset is annotated. Signature and
-``segm`` results (with ``AP-<class name>`` per class) are the official evaluator's.
+``segm`` results (with ``AP-<class name>`` per class) are the official evaluator's. Outputs follow
+:mod:`minvis.output_paths`: the output folder is held while they are written, ``results.json``
+and ``results.zip`` are replaced together, each only once complete.
 """
 
 import itertools
 import json
 import logging
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from detectron2.utils.logger import create_small_table
 from tabulate import tabulate
 
 from minvis.data.ytvis import ytvis_metadata
+from minvis.output_paths import StagedOutputs, atomic_output, lock_output_dir
 from minvis.tracking import VideoResult
 from minvis.ytvis_format import SubmissionWriter, encode_masks, read_annotations_json, zip_results
 
@@ -122,9 +124,9 @@ class YTVISEvaluator(DatasetEvaluator):
             return OrderedDict()
         metrics = evaluate_ytvis(gt, entries)
         if self._output_dir:
-            path = os.path.join(self._output_dir, "metrics.json")
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump({**metrics.stats, "per_category_AP": metrics.per_category_ap}, f, indent=2)
+            with lock_output_dir(self._output_dir) as folder, atomic_output(folder / "metrics.json") as path:
+                stats = {**metrics.stats, "per_category_AP": metrics.per_category_ap}
+                path.write_text(json.dumps(stats, indent=2), encoding="utf-8")
         # detectron2 prints these as percentages, like its COCO evaluator.
         results = {k: 100 * v if v >= 0 else v for k, v in metrics.stats.items()}
         logger.info(f"Evaluation results for segm:\n{create_small_table(results)}")
@@ -138,9 +140,10 @@ class YTVISEvaluator(DatasetEvaluator):
         return read_annotations_json(self._json_file)  # type: ignore[return-value]  # checked by the metric
 
     def _write_submission(self, entries: list[dict[str, Any]]) -> None:
-        os.makedirs(self._output_dir, exist_ok=True)
-        json_path = os.path.join(self._output_dir, "results.json")
-        with SubmissionWriter(json_path) as writer:
-            writer.write(entries)
-        zip_path = zip_results(json_path)
+        with lock_output_dir(self._output_dir) as folder:
+            json_path, zip_path = folder / "results.json", folder / "results.zip"
+            with StagedOutputs([json_path, zip_path]) as staged:
+                with SubmissionWriter(staged.path(json_path)) as writer:
+                    writer.write(entries)
+                zip_results(staged.path(json_path), staged.path(zip_path))
         logger.info(f"Wrote {len(entries)} instances to {json_path} and {zip_path}")

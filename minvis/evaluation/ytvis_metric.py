@@ -12,14 +12,28 @@ per-pair Python loops:
 * precision/recall per category, then averaged over the categories with ground truth (-1 if none).
 
 Per-category AP: all IoU thresholds, area "all", 100 predictions; -1 without ground truth.
+
+OVIS occlusion split (the OVIS authors' ``oviseval``), when the ground truth has ``occlusion``:
+per frame a label (``no_occlusion`` 0, ``slight_occlusion`` 0.25, ``severe_occlusion`` 0.75;
+this project also takes a number in [0, 1], or one value for the whole track) or null; a
+track's occlusion score is the mean of the highest half (``ceil(n / 2)``) of its non-null
+frame scores; buckets light [0, 0.25], medium [0.25, 0.5], heavy [0.5, 1] (bounds inclusive,
+so 0.25 and 0.5 are in two buckets). A bucket ignores the ground truth outside it, and the
+predictions matched to those; unmatched predictions are never ignored by occlusion (they have
+none). AP/AR over all areas, 100 predictions. The twelve numbers do not change.
+
+Sparse annotation (``annotated_frames`` on a video, written by ``tools/data/import_dataset.py``:
+the frames that were annotated): ground truth and predictions are compared on those frames
+only; a prediction lists every frame of the video or only the annotated ones.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -54,12 +68,29 @@ STATS = (
     ("ARl", False, None, "large", 100),
 )
 STAT_NAMES = tuple(stat[0] for stat in STATS)
+OCCLUSION_LABEL_SCORES = {"no_occlusion": 0.0, "slight_occlusion": 0.25, "severe_occlusion": 0.75}
+OCCLUSION_RANGES = {"light": (0.0, 0.25), "medium": (0.25, 0.5), "heavy": (0.5, 1.0)}
+# (name, is AP, occlusion bucket): area "all", all IoU thresholds, 100 predictions
+OCCLUSION_STATS = (
+    *((f"AP_{bucket}", True, bucket) for bucket in OCCLUSION_RANGES),
+    *((f"AR_{bucket}", False, bucket) for bucket in OCCLUSION_RANGES),
+)
+OCCLUSION_STAT_NAMES = tuple(stat[0] for stat in OCCLUSION_STATS)
+# The OVIS evaluator's eighteen numbers, in its order.
+OVIS_STAT_NAMES = (*STAT_NAMES[:6], *OCCLUSION_STAT_NAMES[:3], *STAT_NAMES[6:], *OCCLUSION_STAT_NAMES[3:])
 
 
 @dataclass(frozen=True)
 class YTVISMetrics:
     stats: dict[str, float]  # STAT_NAMES in order
     per_category_ap: dict[int, float]  # category id -> AP (-1: no ground truth)
+    # OCCLUSION_STAT_NAMES in order when the ground truth has occlusion, else empty
+    occlusion_stats: dict[str, float] = field(default_factory=dict)
+
+    def ovis_stats(self) -> dict[str, float]:
+        """The OVIS evaluator's eighteen numbers in its order (empty without occlusion)."""
+        merged = {**self.stats, **self.occlusion_stats}
+        return {name: merged[name] for name in OVIS_STAT_NAMES} if self.occlusion_stats else {}
 
 
 @dataclass(frozen=True)
@@ -77,11 +108,12 @@ class _Instance:
     mean_area: float
     score: float = 1.0  # predictions only
     is_crowd: bool = False  # ground truth only
+    occlusion: float = 0.0  # ground truth only: the track's occlusion score
 
 
 @dataclass
 class _GroupResult:
-    """Matching of one (video, category) at one area bucket, predictions by score."""
+    """Matching of one (video, category) in one bucket (area or occlusion), predictions by score."""
 
     scores: np.ndarray  # [D]
     matched: np.ndarray  # [T, D] bool
@@ -165,6 +197,61 @@ class _GroundTruth:
     tracks: _Tracks
     listed_areas: list[list[float | None] | None]  # the annotations' ``areas`` fields
     is_crowd: list[bool]
+    occlusion: list[float] | None  # track occlusion scores; None: no occlusion in the file
+
+
+def _frame_occlusion(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value in OCCLUSION_LABEL_SCORES:
+        return OCCLUSION_LABEL_SCORES[value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return float(value)
+    raise YTVISFormatError(
+        f"{where}: occlusion {value!r} is neither one of {', '.join(OCCLUSION_LABEL_SCORES)} "
+        "nor a number in [0, 1]"
+    )
+
+
+def _occlusion_score(value: object, length: int, where: str) -> float:
+    """The track's score: the mean of the highest ceil(n / 2) of its n non-null frame scores
+    (the OVIS evaluator's definition, same float operations); one value: the whole track's."""
+    if not isinstance(value, list):
+        score = _frame_occlusion(value, f"{where} occlusion")
+        if score is None:
+            raise YTVISFormatError(f"{where}: occlusion is null")
+        return score
+    if len(value) != length:
+        raise YTVISFormatError(f"{where}: {len(value)} occlusion values for a video of {length} frames")
+    scores = [_frame_occlusion(v, f"{where} frame {frame}") for frame, v in enumerate(value)]
+    known = sorted(s for s in scores if s is not None)
+    if not known:
+        raise YTVISFormatError(f"{where}: occlusion has no value (every frame is null)")
+    top = known[-math.ceil(len(known) / 2) :]
+    return sum(top) / len(top)
+
+
+def _parse_occlusion(
+    gt: dict[str, Any], videos: dict[int, _Video], is_crowd: list[bool]
+) -> list[float] | None:
+    """Track occlusion scores when any annotation has ``occlusion`` (then every non-crowd one
+    must: a track without one would fall in no bucket); None otherwise."""
+    annotations = gt["annotations"]
+    if not any("occlusion" in ann for ann in annotations):
+        return None
+    scores = []
+    for index, (ann, crowd) in enumerate(zip(annotations, is_crowd, strict=True)):
+        where = f"ground-truth annotation {index} (id {ann.get('id')}, video_id {ann.get('video_id')})"
+        if "occlusion" not in ann:
+            if not crowd:
+                raise YTVISFormatError(
+                    f"{where}: no 'occlusion' while other annotations have one (the occlusion "
+                    "split needs it on every non-crowd track)"
+                )
+            scores.append(0.0)  # a crowd is ignored in every bucket
+            continue
+        scores.append(_occlusion_score(ann["occlusion"], videos[ann["video_id"]].length, where))
+    return scores
 
 
 def _parse_gt(gt: dict[str, Any], videos: dict[int, _Video], categories: set[int]) -> _GroundTruth:
@@ -205,7 +292,7 @@ def _parse_gt(gt: dict[str, Any], videos: dict[int, _Video], categories: set[int
         lambda i: f"{frame_wheres[i][0]} frame {frame_wheres[i][1]}",
         compressed_only=False,
     )
-    return _GroundTruth(tracks, listed_areas, is_crowd)
+    return _GroundTruth(tracks, listed_areas, is_crowd, _parse_occlusion(gt, videos, is_crowd))
 
 
 def _parse_results(results: list[dict[str, Any]], videos: dict[int, _Video], categories: set[int]) -> _Tracks:
@@ -249,25 +336,41 @@ def _spatio_temporal_iou(dts: list[_Instance], gts: list[_Instance]) -> np.ndarr
     return np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
 
 
-def _outside(area: np.ndarray) -> np.ndarray:
-    """[A, n] bool: ``area`` [n] outside each area bucket (bounds inclusive)."""
-    bounds = np.array(list(AREA_RANGES.values()), dtype=np.float64)  # [A, 2]
-    return (area[None, :] < bounds[:, :1]) | (area[None, :] > bounds[:, 1:])
+def _outside(values: np.ndarray, ranges: dict[str, tuple[float, float]] = AREA_RANGES) -> np.ndarray:
+    """[A, n] bool: ``values`` [n] outside each range (bounds inclusive)."""
+    bounds = np.array(list(ranges.values()), dtype=np.float64)  # [A, 2]
+    return (values[None, :] < bounds[:, :1]) | (values[None, :] > bounds[:, 1:])
 
 
-def _match(ious: np.ndarray, dts: list[_Instance], gts: list[_Instance]) -> list[_GroupResult]:
-    """Greedy matching by descending score, per area bucket, at every IoU threshold at once.
+def _outside_buckets(area: np.ndarray, occlusion: np.ndarray | None, with_occlusion: bool) -> np.ndarray:
+    """[B, n] bool: outside each bucket, the area buckets then (``with_occlusion``) the occlusion
+    buckets at area "all"; ``occlusion`` None (predictions): those rows are area "all"'s."""
+    by_area = _outside(area)  # [A, n]
+    if not with_occlusion:
+        return by_area
+    if occlusion is None:
+        by_occlusion = np.zeros((len(OCCLUSION_RANGES), area.size), dtype=bool)
+    else:
+        by_occlusion = _outside(occlusion, OCCLUSION_RANGES)  # [O, n]
+    return np.concatenate([by_area, by_area[:1] | by_occlusion])
+
+
+def _match(
+    ious: np.ndarray, dts: list[_Instance], gts: list[_Instance], with_occlusion: bool = False
+) -> list[_GroupResult]:
+    """Greedy matching by descending score, per bucket, at every IoU threshold at once.
 
     Each prediction takes the best available non-ignored ground truth (the last one on ties, as
     officially), else an ignored one; matched crowd ground truth stays available.
     """
     gt_area = np.array([g.mean_area for g in gts], dtype=np.float64)  # [G]
+    gt_occlusion = np.array([g.occlusion for g in gts], dtype=np.float64)  # [G]
     gt_crowd = np.array([g.is_crowd for g in gts], dtype=bool)  # [G]
-    gt_ignored = gt_crowd | _outside(gt_area)  # [A, G]
+    gt_ignored = gt_crowd | _outside_buckets(gt_area, gt_occlusion, with_occlusion)  # [A, G]
     order = np.argsort(gt_ignored, axis=1, kind="mergesort")  # [A, G] ignored last, as the official
     ious = np.take(ious, order, axis=1).transpose(1, 0, 2)  # [A, D, G]
     gt_crowd, gt_ignored = gt_crowd[order], np.take_along_axis(gt_ignored, order, axis=1)  # [A, G]
-    num_a, num_t, num_d, num_g = len(AREA_RANGES), len(IOU_THRESHOLDS), len(dts), len(gts)
+    num_a, num_t, num_d, num_g = gt_ignored.shape[0], len(IOU_THRESHOLDS), len(dts), len(gts)
     matched = np.zeros((num_a, num_t, num_d), dtype=bool)
     dt_ignored = np.zeros((num_a, num_t, num_d), dtype=bool)
     gt_taken = np.zeros((num_a, num_t, num_g), dtype=bool)
@@ -285,7 +388,7 @@ def _match(ious: np.ndarray, dts: list[_Instance], gts: list[_Instance]) -> list
         bucket, threshold = np.nonzero(hit)
         gt_taken[bucket, threshold, best[bucket, threshold]] = True
     dt_area = np.array([dt.mean_area for dt in dts], dtype=np.float64)  # [D]
-    dt_ignored |= ~matched & _outside(dt_area)[:, None, :]
+    dt_ignored |= ~matched & _outside_buckets(dt_area, None, with_occlusion)[:, None, :]
     scores = np.array([dt.score for dt in dts], dtype=np.float64)
     num_gt = (~gt_ignored).sum(axis=1)  # [A]
     return [
@@ -323,25 +426,30 @@ def _match_all(
     gts: dict[tuple[int, int], list[_Instance]],
     dts: dict[tuple[int, int], list[_Instance]],
     category_ids: list[int],
+    with_occlusion: bool = False,
 ) -> dict[int, list[list[_GroupResult]]]:
-    """Per category and area bucket, the (video, category) groups in ascending video id."""
-    grouped: dict[int, list[list[_GroupResult]]] = {cat: [[] for _ in AREA_RANGES] for cat in category_ids}
+    """Per category and bucket (area, then occlusion), the (video, category) groups in ascending video id."""
+    num_buckets = len(AREA_RANGES) + (len(OCCLUSION_RANGES) if with_occlusion else 0)
+    grouped: dict[int, list[list[_GroupResult]]] = {
+        cat: [[] for _ in range(num_buckets)] for cat in category_ids
+    }
     for key in sorted(gts.keys() | dts.keys()):
         g, d = gts.get(key, []), dts.get(key, [])
         order = np.argsort([-x.score for x in d], kind="mergesort")[: MAX_DETS[-1]]
         d = [d[i] for i in order]
-        results = _match(_spatio_temporal_iou(d, g), d, g)
+        results = _match(_spatio_temporal_iou(d, g), d, g, with_occlusion)
         for a, result in enumerate(results):
             grouped[key[1]][a].append(result)
     return grouped
 
 
 def _accumulate(
-    grouped: dict[int, list[list[_GroupResult]]], category_ids: list[int]
+    grouped: dict[int, list[list[_GroupResult]]], category_ids: list[int], num_buckets: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Precision [T, R, K, A, M] and recall [T, K, A, M]; -1 where there is no ground truth."""
+    """Precision [T, R, K, B, M] and recall [T, K, B, M] per bucket B (area, then occlusion);
+    -1 where there is no ground truth."""
     num_t, num_r, num_k = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(category_ids)
-    num_a, num_m = len(AREA_RANGES), len(MAX_DETS)
+    num_a, num_m = num_buckets, len(MAX_DETS)
     precision = -np.ones((num_t, num_r, num_k, num_a, num_m))
     recall = -np.ones((num_t, num_k, num_a, num_m))
     for k, cat in enumerate(category_ids):
@@ -377,10 +485,97 @@ def _errors_named(source: str | None) -> Iterator[None]:
         raise YTVISFormatError(f"{source}: {error}" if source else str(error)) from None
 
 
+def _sparse_videos(gt: object) -> dict[int, tuple[int, list[int]]]:
+    """Video id -> (length, annotated frames) of the videos annotated on some frames only."""
+    videos = gt.get("videos") if isinstance(gt, dict) else None
+    sparse: dict[int, tuple[int, list[int]]] = {}
+    for index, video in enumerate(videos if isinstance(videos, list) else []):
+        if not isinstance(video, dict) or video.get("annotated_frames") is None:
+            continue
+        if not is_int(video.get("length")):
+            continue  # reported by _parse_videos
+        length, frames = video["length"], video["annotated_frames"]
+        if not (
+            isinstance(frames, list)
+            and all(is_int(f) and 0 <= f < length for f in frames)
+            and all(a < b for a, b in zip(frames, frames[1:]))
+        ):
+            raise YTVISFormatError(
+                f"ground-truth video {index}: annotated_frames must list increasing frame indices "
+                f"in [0, {length})"
+            )
+        if len(frames) < length:
+            sparse[video.get("id")] = (length, frames)  # type: ignore[index]
+    return sparse
+
+
+def _frames_of(values: list[Any], frames: list[int]) -> list[Any]:
+    return [values[f] for f in frames]
+
+
+def _annotated_gt(gt: dict[str, Any], sparse: dict[int, tuple[int, list[int]]]) -> dict[str, Any]:
+    """``gt`` on the annotated frames only; videos without any annotated frame left out."""
+    videos = []
+    for video in gt["videos"]:
+        if not isinstance(video, dict) or video.get("id") not in sparse:
+            videos.append(video)
+        elif frames := sparse[video["id"]][1]:
+            videos.append({**video, "length": len(frames), "annotated_frames": list(range(len(frames)))})
+    annotations = []
+    for index, ann in enumerate(gt["annotations"]):
+        if not isinstance(ann, dict) or ann.get("video_id") not in sparse:
+            annotations.append(ann)
+            continue
+        length, frames = sparse[ann["video_id"]]
+        if not frames:
+            continue
+        where = f"ground-truth annotation {index} (id {ann.get('id')}, video_id {ann.get('video_id')})"
+        ann = dict(ann)
+        for key in ("segmentations", "areas", "occlusion", "bboxes"):
+            if isinstance(ann.get(key), list) and len(ann[key]) == length:
+                ann[key] = _frames_of(ann[key], frames)
+            elif key != "bboxes" and isinstance(ann.get(key), list):
+                raise YTVISFormatError(f"{where}: {len(ann[key])} {key} for a video of {length} frames")
+        annotations.append(ann)
+    return {**gt, "videos": videos, "annotations": annotations}
+
+
+def _annotated_results(
+    results: list[dict[str, Any]], sparse: dict[int, tuple[int, list[int]]]
+) -> list[dict[str, Any]]:
+    """Predictions on the annotated frames only: every frame's list cut, or already only those."""
+    kept = []
+    for index, entry in enumerate(results):
+        segmentations = entry.get("segmentations") if isinstance(entry, dict) else None
+        if not isinstance(segmentations, list) or entry.get("video_id") not in sparse:
+            kept.append(entry)
+            continue
+        length, frames = sparse[entry["video_id"]]
+        if not frames:
+            continue
+        if len(segmentations) == length:
+            entry = {**entry, "segmentations": _frames_of(segmentations, frames)}
+        elif len(segmentations) != len(frames):
+            raise YTVISFormatError(
+                f"results entry {index} (video_id {entry['video_id']}): {len(segmentations)} segmentations "
+                f"for a video of {length} frames ({len(frames)} annotated)"
+            )
+        kept.append(entry)
+    return kept
+
+
 def _instances(
     gt: dict[str, Any], results: list[dict[str, Any]], gt_source: str | None, results_source: str | None
-) -> tuple[list[int], dict[tuple[int, int], list[_Instance]], dict[tuple[int, int], list[_Instance]]]:
-    """Category ids, and the ground-truth and predicted tracks by (video id, category id)."""
+) -> tuple[list[int], dict[tuple[int, int], list[_Instance]], dict[tuple[int, int], list[_Instance]], bool]:
+    """Category ids, the ground-truth and predicted tracks by (video id, category id), and
+    whether the ground truth has occlusion."""
+    with _errors_named(gt_source):
+        sparse = _sparse_videos(gt)
+        if sparse:
+            gt = _annotated_gt(gt, sparse)
+    if sparse:
+        with _errors_named(results_source):
+            results = _annotated_results(results, sparse)
     with _errors_named(gt_source):
         videos, category_ids = _parse_header(gt)
         ground_truth = _parse_gt(gt, videos, set(category_ids))
@@ -391,18 +586,26 @@ def _instances(
     with _errors_named(results_source):
         dt_masks = predictions.decode(set(ground_truth.tracks.keys))
     gts: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
-    for key, masks, listed, crowd in zip(
-        ground_truth.tracks.keys, gt_masks, ground_truth.listed_areas, ground_truth.is_crowd, strict=True
+    occlusion = ground_truth.occlusion or [0.0] * len(gt_masks)
+    for key, masks, listed, crowd, occluded in zip(
+        ground_truth.tracks.keys,
+        gt_masks,
+        ground_truth.listed_areas,
+        ground_truth.is_crowd,
+        occlusion,
+        strict=True,
     ):
         areas = masks.frame_areas if listed is None else listed
-        gts[key].append(_Instance(masks=masks, mean_area=_mean_nonzero(areas), is_crowd=crowd))
+        gts[key].append(
+            _Instance(masks=masks, mean_area=_mean_nonzero(areas), is_crowd=crowd, occlusion=occluded)
+        )
     dts: dict[tuple[int, int], list[_Instance]] = defaultdict(list)
     for key, masks, entry in zip(predictions.keys, dt_masks, results, strict=True):
         score = float(entry["score"])
         dts[key].append(
             _Instance(masks=masks, mean_area=_mean_nonzero(masks.frame_areas), score=score)
         )
-    return category_ids, gts, dts
+    return category_ids, gts, dts, ground_truth.occlusion is not None
 
 
 def evaluate_ytvis(
@@ -414,10 +617,12 @@ def evaluate_ytvis(
 ) -> YTVISMetrics:
     """Score a submission against YouTube-VIS/OVIS-format ground truth, every mask validated
     before pycocotools sees it. ``gt_source`` / ``results_source`` prefix the messages of the
-    :class:`YTVISFormatError` raised for malformed or mismatched ground truth / results."""
-    category_ids, gts, dts = _instances(gt, results, gt_source, results_source)
-    grouped = _match_all(gts, dts, category_ids)
-    precision, recall = _accumulate(grouped, category_ids)
+    :class:`YTVISFormatError` raised for malformed or mismatched ground truth / results.
+    With ``occlusion`` in the ground truth, ``occlusion_stats`` holds the OVIS split."""
+    category_ids, gts, dts, with_occlusion = _instances(gt, results, gt_source, results_source)
+    grouped = _match_all(gts, dts, category_ids, with_occlusion)
+    num_buckets = len(AREA_RANGES) + (len(OCCLUSION_RANGES) if with_occlusion else 0)
+    precision, recall = _accumulate(grouped, category_ids, num_buckets)
     stats: dict[str, float] = {}
     for name, is_ap, iou_thr, area, max_det in STATS:
         a, m = list(AREA_RANGES).index(area), MAX_DETS.index(max_det)
@@ -426,4 +631,9 @@ def evaluate_ytvis(
             values = values[np.isclose(IOU_THRESHOLDS, iou_thr)]
         stats[name] = _summary(values)
     per_category = {cat: _summary(precision[:, :, k, 0, -1]) for k, cat in enumerate(category_ids)}
-    return YTVISMetrics(stats=stats, per_category_ap=per_category)
+    occlusion_stats: dict[str, float] = {}
+    if with_occlusion:
+        for name, is_ap, bucket in OCCLUSION_STATS:
+            b, m = len(AREA_RANGES) + list(OCCLUSION_RANGES).index(bucket), MAX_DETS.index(100)
+            occlusion_stats[name] = _summary(precision[:, :, :, b, m] if is_ap else recall[:, :, b, m])
+    return YTVISMetrics(stats=stats, per_category_ap=per_category, occlusion_stats=occlusion_stats)

@@ -4,17 +4,22 @@
 Mask2Former and backbone checkpoints) through one that builds only numpy arrays and plain
 containers, refusing anything else before it runs. A missing ``MODEL.WEIGHTS`` is an error,
 not a silent start from scratch; ``strict=True`` makes missing keys and shape mismatches one.
+Checkpoints and ``last_checkpoint`` are written by the rule of :mod:`minvis.output_paths`: a
+failed save (a full disk) leaves no partial ``.pth`` and ``last_checkpoint`` as it was.
 """
 
 import logging
 import os
 import pickle
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from minvis.output_paths import atomic_output
 
 from .remote_weights import DOWNLOAD_TIMEOUT_S, is_url, local_weights_path
 
@@ -117,6 +122,28 @@ class MinVISCheckpointer(DetectionCheckpointer):
                 "--opts MODEL.WEIGHTS /path/to/model.pth, or MODEL.WEIGHTS '' to start from scratch."
             )
         return super().load(path, checkpointables)
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        """fvcore's ``save``, each file written whole or not at all: ``NAME.pth`` first, then
+        ``last_checkpoint`` naming it."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        checkpointables = {key: obj.state_dict() for key, obj in self.checkpointables.items()}
+        data = {"model": self.model.state_dict(), **checkpointables, **kwargs}
+        path = Path(self.save_dir) / f"{name}.pth"
+        self.logger.info(f"Saving checkpoint to {path}")
+        with atomic_output(path) as temporary, open(temporary, "wb") as f:
+            try:
+                torch.save(data, f)
+            except RuntimeError as error:  # torch's message hides the failed write
+                if isinstance(error.__context__, OSError):
+                    raise error.__context__ from None
+                raise
+        self.tag_last_checkpoint(path.name)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        with atomic_output(Path(self.save_dir) / "last_checkpoint") as temporary:
+            temporary.write_text(last_filename_basename)
 
     def _load_file(self, filename: str) -> dict:
         if filename.endswith(".pkl"):

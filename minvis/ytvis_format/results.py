@@ -11,7 +11,8 @@ import json
 import math
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -19,6 +20,10 @@ from .errors import YTVISFormatError, is_int, parse_json
 from .rle import validate_rles
 
 RESULTS_NAME = "results.json"
+# Bounds of a results.zip: 4x the largest plausible results.json (a full OVIS or YouTube-VIS
+# 2021 valid set is a few hundred MB), and room for stray files (a folder entry, __MACOSX).
+MAX_RESULTS_BYTES = 4 * 2**30
+MAX_ARCHIVE_MEMBERS = 16
 
 
 def _entry_masks(entry: object, index: int) -> list[tuple[str, int, object]]:
@@ -69,11 +74,22 @@ def validate_results(results: object) -> list[dict[str, Any]]:
     return results  # type: ignore[return-value]  # checked to be a list of entries
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Give an ``OSError`` of writing ``path`` its file name (a failed ``write`` has none)."""
+    try:
+        yield
+    except OSError as error:
+        error.filename = error.filename or str(path)
+        raise
+
+
 class SubmissionWriter:
     """Stream a submission to ``results.json``, entries validated and written as they arrive.
 
     Leaving the ``with`` block by an exception leaves the JSON list unterminated, so an
-    interrupted run never looks like a complete submission.
+    interrupted run never looks like a complete submission. Callers write to a staged path
+    (:mod:`minvis.output_paths`); a failed write is an ``OSError`` naming the file.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -88,16 +104,20 @@ class SubmissionWriter:
             raise RuntimeError(f"{self.path} is already closed")
         for entry in entries:
             validate_result_entry(entry, self.num_entries)
-            self._file.write(",\n" if self.num_entries else "\n")
-            json.dump(entry, self._file)
+            with _naming(self.path):
+                self._file.write(",\n" if self.num_entries else "\n")
+                json.dump(entry, self._file)
             self.num_entries += 1
 
     def close(self) -> None:
         """Terminate the JSON list and close the file."""
         if self._file is not None:
-            self._file.write("\n]\n")
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with _naming(self.path):
+                try:
+                    file.write("\n]\n")
+                finally:
+                    file.close()
 
     def __enter__(self) -> Self:
         return self
@@ -111,25 +131,48 @@ class SubmissionWriter:
 
 
 def zip_results(json_path: str | Path, zip_path: str | Path | None = None) -> Path:
-    """Write ``results.zip`` (next to ``json_path`` by default) holding it as ``results.json``."""
+    """Write ``results.zip`` (next to ``json_path`` by default) holding it as ``results.json``
+    (to a staged path: :mod:`minvis.output_paths`)."""
     json_path = Path(json_path)
     zip_path = json_path.with_name("results.zip") if zip_path is None else Path(zip_path)
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with _naming(zip_path), zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.write(json_path, arcname=RESULTS_NAME)
     return zip_path
 
 
-def read_results(path: str | Path) -> object:
+def _read_member(archive: zipfile.ZipFile, path: Path, max_bytes: int) -> bytes:
+    """``results.json`` of ``archive``, checked before and while it is inflated."""
+    if len(archive.infolist()) > MAX_ARCHIVE_MEMBERS:
+        raise YTVISFormatError(
+            f"{path}: {len(archive.infolist())} files in the archive (at most {MAX_ARCHIVE_MEMBERS}; "
+            f"a submission holds {RESULTS_NAME})"
+        )
+    try:
+        info = archive.getinfo(RESULTS_NAME)
+    except KeyError:
+        raise YTVISFormatError(f"{path}: no {RESULTS_NAME} at the archive root") from None
+    if info.flag_bits & 0x1:
+        raise YTVISFormatError(f"{path}: {RESULTS_NAME} is encrypted; zip it without a password")
+    too_large = f"{path}: {RESULTS_NAME} inflates to more than {max_bytes} bytes (a zip bomb?)"
+    if info.file_size > max_bytes:
+        raise YTVISFormatError(too_large)
+    with archive.open(info) as member:  # the header's size is not trusted: read at most the bound
+        data = member.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise YTVISFormatError(too_large)
+    return data
+
+
+def read_results(path: str | Path, max_bytes: int = MAX_RESULTS_BYTES) -> object:
     """Parse ``results.json`` or ``results.zip`` without validating it (the metric
-    validates what it scores: :func:`load_results` would check every mask twice)."""
+    validates what it scores: :func:`load_results` would check every mask twice). An archive
+    may hold few files and its ``results.json`` may inflate to ``max_bytes`` at most."""
     path = Path(path)
     if path.suffix != ".zip":
         return parse_json(path.read_bytes(), path)
     try:
         with zipfile.ZipFile(path) as archive:
-            if RESULTS_NAME not in archive.namelist():
-                raise YTVISFormatError(f"{path}: no {RESULTS_NAME} at the archive root")
-            data = archive.read(RESULTS_NAME)
+            data = _read_member(archive, path, max_bytes)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as error:
         raise YTVISFormatError(f"{path}: not a valid zip archive ({error})") from error
     return parse_json(data, path)

@@ -9,6 +9,8 @@ the default ``--root`` is where ``minvis.data`` registers ``synthetic_ytvis_{tra
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shutil
 import sys
 import time
@@ -25,6 +27,7 @@ from minvis.data.synthetic import (
     write_split,
     write_video_file,
 )
+from minvis.data.video_io import VIDEO_EXTENSIONS
 from minvis.output_paths import OutputPathError, check_outputs
 
 
@@ -34,6 +37,33 @@ def parse_split(text: str) -> tuple[str, int]:
     if not name or not count.isdigit() or int(count) < 1:
         raise argparse.ArgumentTypeError(f"expected NAME=COUNT with COUNT >= 1, got {text!r}")
     return name, int(count)
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, found before anything is written; or None."""
+    for flag, value, least in [
+        ("--num-frames", args.num_frames, 1),
+        ("--height", args.height, 1),
+        ("--width", args.width, 1),
+        ("--max-objects", args.max_objects, 2),
+        ("--video-frames", args.video_frames, 1),
+    ]:
+        if value < least:
+            return f"{flag} must be >= {least}, got {value}"
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        return f"--fps must be a positive number, got {args.fps}"
+    video = args.video_out
+    if video is None:
+        return None
+    if video.suffix.lower() not in VIDEO_EXTENSIONS:
+        known = ", ".join(VIDEO_EXTENSIONS)
+        return f"--video-out {video}: unknown video extension {video.suffix!r} (use one of {known})"
+    if video.is_dir():
+        return f"--video-out {video} is a folder"
+    folder = next((p for p in video.parents if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        return f"--video-out {video}: {folder} is not a writable folder"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=6.0, help="frame rate of --video-out")
     parser.add_argument("--overwrite", action="store_true", help="replace existing splits and --video-out")
     args = parser.parse_args(argv)
-    if args.max_objects < 2:
-        parser.error("--max-objects must be >= 2")
+    problem = argument_problem(args)
+    if problem:
+        parser.error(problem)
     spec = stress_spec(
         args.stress, SyntheticSpec(args.num_frames, args.height, args.width, args.max_objects, args.rle)
     )

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from minvis.data.split import SPLIT_FILES, split_videos
-from minvis.output_paths import OutputPathError, check_outputs
+from minvis.output_paths import OutputPathError, StagedOutputs, check_outputs
 from minvis.ytvis_format import YTVISFormatError, parse_json
 
 
@@ -44,12 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(f"{args.json}: {e}")
 
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        parser.error(f"cannot create the folder {args.out_dir}: {e.strerror}")
+    try:  # both files or neither
+        with StagedOutputs(outputs) as staged:
+            for subset, path in zip((train, val), outputs, strict=True):
+                staged.path(path).write_text(json.dumps(subset), encoding="utf-8")
+    except OSError as e:
+        parser.error(str(e))
     for subset, path in zip((train, val), outputs, strict=True):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(subset), encoding="utf-8")
-        except OSError as e:
-            parser.error(f"cannot write {path}: {e}")
         print(f"{path}: {len(subset['videos'])} videos, {len(subset['annotations'])} annotations")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from minvis.data.sampling import subsampled_frame_indices
-from minvis.output_paths import OutputPathError, check_outputs
+from minvis.output_paths import OutputPathError, atomic_output, check_outputs
 from minvis.ytvis_format import YTVISFormatError, read_json
 
 PER_FRAME_KEYS = ("segmentations", "bboxes", "areas")
@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         result, kept = subsample(data, args.ratio)
     except ValueError as e:
         parser.error(f"{args.json}: {e}")
-    args.out.write_text(json.dumps(result), encoding="utf-8")
+    try:
+        with atomic_output(args.out) as temporary:
+            temporary.write_text(json.dumps(result), encoding="utf-8")
+    except OSError as e:
+        parser.error(str(e))
     print(report(result, kept))
     return 0
 

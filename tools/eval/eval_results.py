@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Score a YouTube-VIS / OVIS submission against ground truth, locally.
 
-Prints the twelve official numbers (-1 = no ground truth in that bucket) and the per-category
+Prints the twelve official numbers (-1 = no ground truth in that bucket), the OVIS occlusion
+AP/AR (light / medium / heavy) when the ground truth has ``occlusion``, and the per-category
 AP. Bad input is reported in one line on stderr naming the file and the entry (exit code 2).
 """
 
@@ -14,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
-from minvis.output_paths import OutputPathError, check_outputs
+from minvis.output_paths import OutputPathError, atomic_output, check_outputs
 from minvis.ytvis_format import YTVISFormatError, read_annotations_json, read_results
 
 BAD_INPUT = 2
 
 
 def format_report(metrics: YTVISMetrics, category_names: dict[int, str]) -> str:
-    rows = [("metric", "value"), *((k, f"{v:.4f}") for k, v in metrics.stats.items())]
+    stats = {**metrics.stats, **metrics.occlusion_stats}  # + OVIS occlusion AP/AR when the GT has it
+    rows = [("metric", "value"), *((k, f"{v:.4f}") for k, v in stats.items())]
     rows += [("", ""), ("category", "AP")]
     rows += [
         (f"{cat} {category_names.get(cat, '')}".strip(), f"{ap:.4f}")
@@ -40,7 +42,8 @@ def run(gt_path: Path, results_path: Path, json_out: Path | None, overwrite: boo
     names = {c["id"]: str(c.get("name", "")) for c in gt["categories"]}
     print(format_report(metrics, names))
     if json_out is not None:
-        json_out.write_text(json.dumps(metrics.stats, indent=2) + "\n", encoding="utf-8")
+        with atomic_output(json_out) as temporary:
+            temporary.write_text(json.dumps(metrics.stats, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
