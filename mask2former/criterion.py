@@ -68,16 +68,9 @@ class SetCriterion(nn.Module):
     KNOWN_LOSSES = ("labels", "masks")  # computed by loss_labels and loss_masks
 
     def __init__(
-        self,
-        num_classes: int,
-        matcher: Matcher,
-        weight_dict: dict[str, float],
-        eos_coef: float,
-        losses: list[str],
-        num_points: int,
-        oversample_ratio: float,
-        importance_sample_ratio: float,
-    ) -> None:
+        self, num_classes: int, matcher: Matcher, weight_dict: dict[str, float], eos_coef: float,
+        losses: list[str], num_points: int, oversample_ratio: float, importance_sample_ratio: float,
+    ) -> None:  # fmt: skip
         super().__init__()
         unknown = set(losses) - set(self.KNOWN_LOSSES)
         if unknown:
@@ -99,9 +92,7 @@ class SetCriterion(nn.Module):
     ) -> dict[str, Tensor]:
         """Cross-entropy of every query; unmatched queries target the no-object class."""
         logits = outputs["pred_logits"].float()  # [B, Q, K + 1]
-        classes = torch.full(
-            logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
-        )  # [B, Q]
+        classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
         classes[matched_queries(indices)] = matched_targets(targets, indices, "labels")
         loss = F.cross_entropy(logits.transpose(1, 2), classes, self.empty_weight)
         return {"loss_ce": loss}
@@ -109,20 +100,13 @@ class SetCriterion(nn.Module):
     def loss_masks(
         self, outputs: Outputs, targets: Targets, indices: Indices, num_masks: float
     ) -> dict[str, Tensor]:
-        """Sigmoid cross-entropy and dice of matched masks on importance-sampled points.
-
-        All target masks must share one (padded) size; predictions may be smaller, as
-        points are sampled in normalised coordinates.
-        """
+        """Sigmoid cross-entropy and dice of matched masks on importance-sampled points. All target
+        masks must share one (padded) size; predictions may be smaller (normalised coordinates)."""
         pred = outputs["pred_masks"][matched_queries(indices)][:, None]  # [M, 1, h, w]
         gt = matched_targets(targets, indices, "masks").to(pred)[:, None]  # [M, 1, H, W]
         with torch.no_grad():
             coords = get_uncertain_point_coords_with_randomness(
-                pred,
-                mask_uncertainty,
-                self.num_points,
-                self.oversample_ratio,
-                self.importance_sample_ratio,
+                pred, mask_uncertainty, self.num_points, self.oversample_ratio, self.importance_sample_ratio
             )  # [M, P, 2]
             point_labels = point_sample(gt, coords, align_corners=False).squeeze(1)  # [M, P]
         point_logits = point_sample(pred, coords, align_corners=False).squeeze(1)  # [M, P]
@@ -134,8 +118,7 @@ class SetCriterion(nn.Module):
     def layer_losses(
         self, outputs: Outputs, targets: Targets, num_masks: float, indices: Indices | None = None
     ) -> dict[str, Tensor]:
-        """Match one decoder layer's predictions (unless ``indices`` are given) and compute
-        the selected losses."""
+        """The selected losses of one decoder layer, matched here unless ``indices`` are given."""
         if indices is None:
             indices = self.matcher(outputs, targets)
         losses: dict[str, Tensor] = {}
@@ -145,12 +128,7 @@ class SetCriterion(nn.Module):
         return losses
 
     def forward(self, outputs: Outputs, targets: Targets) -> dict[str, Tensor]:
-        """Losses of the final layer, plus ``<name>_<i>`` for each of ``outputs["aux_outputs"]``.
-
-        ``outputs``: ``pred_logits`` ``[B, Q, K + 1]``, ``pred_masks`` ``[B, Q, h, w]`` and
-        optionally ``aux_outputs`` (list of such dicts); ``targets``: per image ``labels``
-        ``[N]`` and ``masks`` ``[N, H, W]``.
-        """
+        """Losses of the final layer, plus ``<name>_<i>`` for each of ``outputs["aux_outputs"]``."""
         return self.forward_with_indices(outputs, targets)[0]
 
     def forward_with_indices(self, outputs: Outputs, targets: Targets) -> tuple[dict[str, Tensor], Indices]:

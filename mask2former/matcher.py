@@ -21,12 +21,8 @@ def pairwise_sigmoid_bce(logits: Tensor, targets: Tensor) -> Tensor:
     The loss against a target is the target-weighted mix of the loss against all-ones and
     against all-zeros, so all pairs come out of two matrix products.
     """
-    loss_if_fg = F.binary_cross_entropy_with_logits(
-        logits, torch.ones_like(logits), reduction="none"
-    )  # [Q, P]
-    loss_if_bg = F.binary_cross_entropy_with_logits(
-        logits, torch.zeros_like(logits), reduction="none"
-    )  # [Q, P]
+    loss_if_fg = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+    loss_if_bg = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
     total = torch.einsum("qp,np->qn", loss_if_fg, targets) + torch.einsum(
         "qp,np->qn", loss_if_bg, 1 - targets
     )  # [Q, N]
@@ -44,7 +40,6 @@ def pairwise_dice(logits: Tensor, targets: Tensor) -> Tensor:
     return 1 - (overlap + 1) / (total + 1)
 
 
-
 class HungarianMatcher(nn.Module):
     """One-to-one matching of queries to targets minimising class + mask + dice costs.
 
@@ -52,11 +47,7 @@ class HungarianMatcher(nn.Module):
     """
 
     def __init__(
-        self,
-        cost_class: float = 1.0,
-        cost_mask: float = 1.0,
-        cost_dice: float = 1.0,
-        num_points: int = 0,
+        self, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0, num_points: int = 0
     ) -> None:
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
@@ -94,25 +85,15 @@ class HungarianMatcher(nn.Module):
     def forward(
         self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]
     ) -> list[tuple[Tensor, Tensor]]:
-        """Match each image of the batch.
-
-        ``outputs``: ``pred_logits`` ``[B, Q, K + 1]`` and ``pred_masks`` ``[B, Q, h, w]``;
-        ``targets``: per image ``labels`` ``[N]`` and ``masks`` ``[N, H, W]``.
-        Returns per image ``(pred_idx, tgt_idx)``, int64 tensors of length ``min(Q, N)``,
-        ``pred_idx`` ascending.
-        """
+        """Per image ``(pred_idx, tgt_idx)``, int64 of length ``min(Q, N)``, ``pred_idx`` ascending, from
+        ``pred_logits [B, Q, K + 1]``, ``pred_masks [B, Q, h, w]`` and per image ``labels``, ``masks``."""
         indices = []
         for pred_logits, pred_masks, target in zip(
             outputs["pred_logits"], outputs["pred_masks"], targets, strict=True
         ):
             cost = self.cost_matrix(pred_logits, pred_masks, target["labels"], target["masks"])
             pred_idx, tgt_idx = linear_sum_assignment(cost.cpu())
-            indices.append(
-                (
-                    torch.as_tensor(pred_idx, dtype=torch.int64),
-                    torch.as_tensor(tgt_idx, dtype=torch.int64),
-                )
-            )
+            indices.append(tuple(torch.as_tensor(i, dtype=torch.int64) for i in (pred_idx, tgt_idx)))
         return indices
 
     def extra_repr(self) -> str:

@@ -26,12 +26,8 @@ Indices = tuple[Tensor, Tensor]  # (query index [M], target index [M]) of one fr
 
 
 def matched_query_pairs(indices_a: Indices, indices_b: Indices, ids_a: Tensor, ids_b: Tensor) -> Tensor:
-    """``[M, 2]`` (query in A, query in B) of each instance matched in both frames.
-
-    Args:
-        indices_a, indices_b: each frame's matching ``(query index, target index)``.
-        ids_a, ids_b: ``[N_a]``, ``[N_b]`` instance (track) id of each target of the frame.
-    """
+    """``[M, 2]`` (query in A, query in B) of each instance matched in both frames; ``ids_*``: the
+    instance (track) id of each target of the frame."""
     query_in_b = {int(ids_b[t]): int(q) for q, t in zip(*indices_b, strict=True)}
     pairs = [
         (int(q), query_in_b[int(ids_a[t])])
@@ -42,12 +38,7 @@ def matched_query_pairs(indices_a: Indices, indices_b: Indices, ids_a: Tensor, i
 
 
 def pair_hinge_terms(embds_a: Tensor, embds_b: Tensor, pairs: Tensor, margin: float) -> tuple[Tensor, int]:
-    """Sum and number of the hinge terms of one frame pair.
-
-    Args:
-        embds_a, embds_b: ``[Q, C]`` query embeddings of frames A and B.
-        pairs: ``[M, 2]`` from :func:`matched_query_pairs`.
-    """
+    """Sum and number of the hinge terms of one frame pair (embeddings ``[Q, C]``)."""
     pairs = pairs.to(embds_a.device)
     similarity = unit_rows(embds_a[pairs[:, 0]]) @ unit_rows(embds_b).T  # [M, Q]
     positive = similarity.gather(1, pairs[:, 1:])  # [M, 1]
@@ -58,21 +49,11 @@ def pair_hinge_terms(embds_a: Tensor, embds_b: Tensor, pairs: Tensor, margin: fl
 
 
 def supervised_matching_loss(
-    embds: Tensor,
-    ids: Sequence[Tensor],
-    indices: Sequence[Indices],
-    frames_per_video: Sequence[int],
+    embds: Tensor, ids: Sequence[Tensor], indices: Sequence[Indices], frames_per_video: Sequence[int],
     margin: float,
-) -> Tensor:
-    """The loss of a batch of clips (see the module docstring).
-
-    Args:
-        embds: ``[F, Q, C]`` query embeddings of all frames, video after video.
-        ids: per frame, ``[N_f]`` instance id of each target.
-        indices: per frame, the criterion's final-layer matching.
-        frames_per_video: frames of each video, in order (summing to ``F``).
-        margin: required similarity gap.
-    """
+) -> Tensor:  # fmt: skip
+    """The loss of a batch of clips (see the module docstring). ``embds``: ``[F, Q, C]``, video after
+    video; ``ids`` and ``indices`` (the criterion's final-layer matching): per frame."""
     total, count = embds.sum() * 0.0, 0
     start = 0
     for num_frames in frames_per_video:

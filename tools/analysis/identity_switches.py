@@ -42,13 +42,8 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def identity_stats(gt_masks: np.ndarray, track_masks: np.ndarray, min_iou: float) -> IdentityStats:
-    """Identity statistics of one video (see the module docstring).
-
-    Args:
-        gt_masks: ``[G, T, H, W]`` bool masks of the ground-truth instances.
-        track_masks: ``[P, T, H, W]`` bool masks of the predicted tracks (``P`` may be 0).
-        min_iou: the IoU a track needs on a frame to be an instance's match there.
-    """
+    """Identity statistics of one video (see the module docstring) from the ``[G, T, H, W]`` masks
+    of the ground-truth instances and the ``[P, T, H, W]`` masks of the predicted tracks (P may be 0)."""
     visible = gt_masks.reshape(*gt_masks.shape[:2], -1).any(axis=2)  # [G, T]
     if len(track_masks) == 0:
         return IdentityStats(visible_frames=int(visible.sum()))

@@ -1,9 +1,8 @@
 """Swin Transformer (Liu et al., ICCV 2021) as the detectron2 backbone ``D2SwinTransformer``.
 
-Module, parameter and buffer names follow the official Mask2Former backbone, so its
-checkpoints (and the MinVIS ones built on it) load without key conversion. As there, the
-linear and LayerNorm layers keep PyTorch's default initialization; only the relative
-position bias tables and the absolute position embedding are drawn from a truncated normal.
+Module, parameter and buffer names follow the official Mask2Former backbone, so its checkpoints (and
+MinVIS's) load without key conversion. As there, linear and LayerNorm layers keep PyTorch's default
+init; only the relative position bias tables and the absolute position embedding are truncated-normal.
 """
 
 from collections.abc import Sequence
@@ -21,8 +20,7 @@ CROSS_REGION_LOGIT = -100.0
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: while training, zero a residual branch for a random subset of samples
-    and rescale the kept ones by ``1 / (1 - drop_prob)``; identity in eval mode."""
+    """Stochastic depth: per sample, zero the branch with probability drop_prob while training."""
 
     def __init__(self, drop_prob: float = 0.0):
         super().__init__()
@@ -40,8 +38,6 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Token-wise feed-forward network: Linear -> GELU -> Dropout -> Linear -> Dropout."""
-
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
@@ -54,8 +50,7 @@ class Mlp(nn.Module):
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Cut ``[B, H, W, C]`` (H, W multiples of ``window``) into ``[B * nW, window**2, C]``,
-    windows in batch-major, then row-major order."""
+    """``[B, H, W, C]`` -> ``[B * nW, window**2, C]``, windows batch-major, then row-major."""
     b, h, w, c = x.shape
     x = x.view(b, h // window, window, w // window, window, c)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
@@ -69,8 +64,7 @@ def window_merge(windows: torch.Tensor, window: int, h: int, w: int) -> torch.Te
 
 
 def relative_position_index(window: int) -> torch.Tensor:
-    """``[window**2, window**2]`` long tensor: for each (query, key) token pair of a window,
-    the row of the ``(2 * window - 1)**2`` bias table holding their offset (dy, dx)."""
+    """``[N, N]`` (N = window**2): the bias-table row of each (query, key) pair's offset (dy, dx)."""
     ys, xs = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
     coords = torch.stack((ys.flatten(), xs.flatten()))  # [2, N]
     offsets = coords[:, :, None] - coords[:, None, :] + (window - 1)  # [2, N, N] in [0, 2w-2]
@@ -80,14 +74,9 @@ def relative_position_index(window: int) -> torch.Tensor:
 def shifted_window_mask(
     height: int, width: int, window: int, shift: int, device: torch.device | None = None
 ) -> torch.Tensor:
-    """Additive attention mask for shifted windows on a ``height x width`` map (multiples of
-    ``window``) that was rolled up and left by ``shift``.
-
-    The roll brings the last ``shift`` rows/columns next to the first ones. Each pixel of the
-    rolled map gets a region label from its row band (before the last window / within the
-    last window but not wrapped / wrapped) and its column band; tokens of one window may
-    attend to each other only when their labels agree. Returns ``[nW, window**2, window**2]``
-    with 0 for allowed pairs and ``CROSS_REGION_LOGIT`` otherwise.
+    """Additive ``[nW, N, N]`` mask of a map rolled up and left by ``shift``: each pixel gets a region
+    label from its row band (before the last window / in it but not wrapped / wrapped) and its column
+    band; tokens attend to each other (0) only when their labels agree, else ``CROSS_REGION_LOGIT``.
     """
     rows = torch.arange(height, device=device)
     cols = torch.arange(width, device=device)
@@ -103,15 +92,9 @@ class WindowAttention(nn.Module):
     """Multi-head self-attention inside square windows with a learned relative position bias."""
 
     def __init__(
-        self,
-        dim: int,
-        window: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-    ):
+        self, dim: int, window: int, num_heads: int, qkv_bias: bool = True,
+        qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
+    ):  # fmt: skip
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"WindowAttention: dim {dim} is not divisible by {num_heads} heads")
@@ -120,9 +103,7 @@ class WindowAttention(nn.Module):
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.attn_drop = attn_drop
 
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window - 1) ** 2, num_heads)
-        )
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window))
 
@@ -147,14 +128,8 @@ class WindowAttention(nn.Module):
         # the batch: [B, nW * heads, N, C / heads] and [nW * heads, N, N].
         q, k, v = (t.reshape(bw // num_windows, num_windows * heads, n, -1) for t in (q, k, v))
         bias = bias.reshape(num_windows * heads, n, n).to(q.dtype)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=bias,
-            dropout_p=self.attn_drop if self.training else 0.0,
-            scale=self.scale,
-        )  # [B, nW * heads, N, C / heads]
+        dropout = self.attn_drop if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=self.scale)
         out = out.reshape(bw, heads, n, -1).transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(out))
 
@@ -163,18 +138,10 @@ class SwinTransformerBlock(nn.Module):
     """Pre-norm transformer block with (shifted) window attention and an MLP."""
 
     def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        window: int,
-        shift: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-    ):
+        self, dim: int, num_heads: int, window: int, shift: int, mlp_ratio: float = 4.0,
+        qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0,
+        attn_drop: float = 0.0, drop_path: float = 0.0,
+    ):  # fmt: skip
         super().__init__()
         if not 0 <= shift < window:
             raise ValueError(f"SwinTransformerBlock: shift {shift} not in [0, {window})")
@@ -186,9 +153,7 @@ class SwinTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
-    def forward(
-        self, x: torch.Tensor, h: int, w: int, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: int, w: int, mask: torch.Tensor | None = None) -> torch.Tensor:
         # x: [B, h * w, C]; mask: shifted_window_mask of the padded map (needed if shift > 0).
         b, _, c = x.shape
         y = self.norm1(x).view(b, h, w, c)
@@ -222,57 +187,33 @@ class PatchMerging(nn.Module):
         b, _, c = x.shape
         x = F.pad(x.view(b, h, w, c), (0, 0, 0, w % 2, 0, h % 2))
         # Channel order of the official weights: (0, 0), (1, 0), (0, 1), (1, 1) as (dy, dx).
-        x = torch.cat(
-            [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1
-        )  # [B, ceil(h / 2), ceil(w / 2), 4C]
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x.flatten(1, 2)))
 
 
 class BasicLayer(nn.Module):
-    """One Swin stage: ``depth`` blocks alternating regular and shifted windows, optionally
-    followed by patch merging."""
+    """One Swin stage: ``depth`` blocks alternating regular and shifted windows, optionally patch merging."""
 
     def __init__(
-        self,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        window: int,
-        mlp_ratio: float,
-        qkv_bias: bool,
-        qk_scale: float | None,
-        drop: float,
-        attn_drop: float,
-        drop_path: Sequence[float],
-        downsample: bool,
-        use_checkpoint: bool,
-    ):
+        self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: float, qkv_bias: bool,
+        qk_scale: float | None, drop: float, attn_drop: float, drop_path: Sequence[float],
+        downsample: bool, use_checkpoint: bool,
+    ):  # fmt: skip
         super().__init__()
         self.window = window
         self.shift = window // 2
         self.use_checkpoint = use_checkpoint
         self.blocks = nn.ModuleList(
             SwinTransformerBlock(
-                dim,
-                num_heads,
-                window,
-                shift=0 if i % 2 == 0 else self.shift,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop=drop,
-                attn_drop=attn_drop,
-                drop_path=drop_path[i],
+                dim, num_heads, window, shift=0 if i % 2 == 0 else self.shift, mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop, attn_drop=attn_drop, drop_path=drop_path[i],
             )
             for i in range(depth)
         )
         self.downsample = PatchMerging(dim) if downsample else None
 
-    def forward(
-        self, x: torch.Tensor, h: int, w: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x``: ``[B, h * w, C]``. Returns this stage's output ``[B, h * w, C]`` and, with
-        downsampling, the next stage's input ``[B, ceil(h / 2) * ceil(w / 2), 2C]``."""
+    def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``[B, h * w, C]`` -> the stage's output and the next stage's input (None without downsampling)."""
         mask = None
         if self.shift > 0 and len(self.blocks) > 1:
             hp = -(-h // self.window) * self.window
@@ -287,8 +228,7 @@ class BasicLayer(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` patches projected to ``embed_dim`` by a strided conv,
-    optionally LayerNorm-ed. The input is zero-padded to a multiple of the patch size."""
+    """Strided-conv patch embedding (optionally LayerNorm-ed); input zero-padded to whole patches."""
 
     def __init__(self, patch_size: int, in_chans: int, embed_dim: int, patch_norm: bool):
         super().__init__()
@@ -311,24 +251,12 @@ class SwinTransformer(nn.Module):
     as ``res2``, ``res3``, ... (strides ``patch_size * 2**i``, channels ``embed_dim * 2**i``)."""
 
     def __init__(
-        self,
-        pretrain_img_size: int = 224,
-        patch_size: int = 4,
-        in_chans: int = 3,
-        embed_dim: int = 96,
-        depths: Sequence[int] = (2, 2, 6, 2),
-        num_heads: Sequence[int] = (3, 6, 12, 24),
-        window_size: int = 7,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.2,
-        ape: bool = False,
-        patch_norm: bool = True,
-        use_checkpoint: bool = False,
-    ):
+        self, pretrain_img_size: int = 224, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
+        window_size: int = 7, mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: float | None = None,
+        drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
+        ape: bool = False, patch_norm: bool = True, use_checkpoint: bool = False,
+    ):  # fmt: skip
         super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(f"SwinTransformer: {len(depths)} depths but {len(num_heads)} heads")
@@ -348,18 +276,10 @@ class SwinTransformer(nn.Module):
         starts = [sum(depths[:i]) for i in range(len(depths))]
         self.layers = nn.ModuleList(
             BasicLayer(
-                dim=self.num_features[i],
-                depth=depths[i],
-                num_heads=num_heads[i],
-                window=window_size,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop=drop_rate,
-                attn_drop=attn_drop_rate,
-                drop_path=drop_path[starts[i] : starts[i] + depths[i]],
-                downsample=i < len(depths) - 1,
-                use_checkpoint=use_checkpoint,
+                dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], window=window_size,
+                mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop_rate,
+                attn_drop=attn_drop_rate, drop_path=drop_path[starts[i] : starts[i] + depths[i]],
+                downsample=i < len(depths) - 1, use_checkpoint=use_checkpoint,
             )
             for i in range(len(depths))
         )
@@ -393,31 +313,19 @@ class D2SwinTransformer(SwinTransformer, Backbone):
     def __init__(self, cfg: CfgNode, input_shape: ShapeSpec):
         swin = cfg.MODEL.SWIN
         super().__init__(
-            pretrain_img_size=swin.PRETRAIN_IMG_SIZE,
-            patch_size=swin.PATCH_SIZE,
-            in_chans=input_shape.channels,
-            embed_dim=swin.EMBED_DIM,
-            depths=swin.DEPTHS,
-            num_heads=swin.NUM_HEADS,
-            window_size=swin.WINDOW_SIZE,
-            mlp_ratio=swin.MLP_RATIO,
-            qkv_bias=swin.QKV_BIAS,
-            qk_scale=swin.QK_SCALE,
-            drop_rate=swin.DROP_RATE,
-            attn_drop_rate=swin.ATTN_DROP_RATE,
-            drop_path_rate=swin.DROP_PATH_RATE,
-            ape=swin.APE,
-            patch_norm=swin.PATCH_NORM,
-            use_checkpoint=swin.USE_CHECKPOINT,
-        )
+            pretrain_img_size=swin.PRETRAIN_IMG_SIZE, patch_size=swin.PATCH_SIZE,
+            in_chans=input_shape.channels, embed_dim=swin.EMBED_DIM, depths=swin.DEPTHS,
+            num_heads=swin.NUM_HEADS, window_size=swin.WINDOW_SIZE, mlp_ratio=swin.MLP_RATIO,
+            qkv_bias=swin.QKV_BIAS, qk_scale=swin.QK_SCALE, drop_rate=swin.DROP_RATE,
+            attn_drop_rate=swin.ATTN_DROP_RATE, drop_path_rate=swin.DROP_PATH_RATE, ape=swin.APE,
+            patch_norm=swin.PATCH_NORM, use_checkpoint=swin.USE_CHECKPOINT,
+        )  # fmt: skip
         names = [f"res{i + 2}" for i in range(len(self.num_features))]
         unknown = set(swin.OUT_FEATURES) - set(names)
         if unknown:
             raise ValueError(f"MODEL.SWIN.OUT_FEATURES: unknown {sorted(unknown)}, have {names}")
         self._out_features = list(swin.OUT_FEATURES)
-        self._out_feature_strides = {
-            name: swin.PATCH_SIZE * 2**i for i, name in enumerate(names)
-        }
+        self._out_feature_strides = {name: swin.PATCH_SIZE * 2**i for i, name in enumerate(names)}
         self._out_feature_channels = dict(zip(names, self.num_features, strict=True))
         self._size_divisibility = self._out_feature_strides[names[-1]]
 
@@ -429,13 +337,8 @@ class D2SwinTransformer(SwinTransformer, Backbone):
         return {name: features[name] for name in self._out_features}
 
     def output_shape(self) -> dict[str, ShapeSpec]:
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name],
-                stride=self._out_feature_strides[name],
-            )
-            for name in self._out_features
-        }
+        channels, strides = self._out_feature_channels, self._out_feature_strides
+        return {name: ShapeSpec(channels=channels[name], stride=strides[name]) for name in self._out_features}
 
     @property
     def size_divisibility(self) -> int:

@@ -22,20 +22,9 @@ class MaskFormerHead(nn.Module):
 
     @configurable
     def __init__(
-        self,
-        *,
-        num_classes: int,
-        pixel_decoder: nn.Module,
-        transformer_predictor: nn.Module,
+        self, *, num_classes: int, pixel_decoder: nn.Module, transformer_predictor: nn.Module,
         transformer_in_feature: str,
-    ):
-        """
-        Args:
-            num_classes: real classes (the decoder adds a no-object class).
-            pixel_decoder: ``MSDeformAttnPixelDecoder`` (multi-scale maps + mask features).
-            transformer_predictor: the masked-attention transformer decoder.
-            transformer_in_feature: must be ``multi_scale_pixel_decoder``.
-        """
+    ):  # fmt: skip
         super().__init__()
         if transformer_in_feature != MULTI_SCALE_FEATURE:
             raise ValueError(

@@ -60,27 +60,13 @@ class MSDeformAttn(nn.Module):
         nn.init.zeros_(self.output_proj.bias)
 
     def forward(
-        self,
-        query: torch.Tensor,
-        reference_points: torch.Tensor,
-        input_flatten: torch.Tensor,
-        input_spatial_shapes: torch.Tensor,
-        input_level_start_index: torch.Tensor,
+        self, query: torch.Tensor, reference_points: torch.Tensor, input_flatten: torch.Tensor,
+        input_spatial_shapes: torch.Tensor, input_level_start_index: torch.Tensor,
         input_padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """
-        Args:
-            query: [N, Q, C]
-            reference_points: [N, Q, L, 2], (x, y) in [0, 1], (0, 0) the top-left corner of
-                the padded map.
-            input_flatten: [N, S, C], the levels flattened and concatenated.
-            input_spatial_shapes: [L, 2] int64, (H_l, W_l).
-            input_level_start_index: [L] int64, offset of each level in S.
-            input_padding_mask: [N, S] bool, True on padding, or None.
-
-        Returns:
-            [N, Q, C]
-        """
+    ) -> torch.Tensor:  # fmt: skip
+        """query [N, Q, C] -> [N, Q, C]. reference_points: [N, Q, L, 2], (x, y) in [0, 1] with (0, 0) the
+        top-left corner of the padded map; input_flatten: [N, S, C], the levels flattened and concatenated;
+        input_spatial_shapes: [L, 2] (H_l, W_l); input_padding_mask: [N, S], True on padding, or None."""
         batch, num_queries, _ = query.shape
         num_inputs = input_flatten.shape[1]
         if reference_points.shape[-1] != 2:
@@ -98,8 +84,6 @@ class MSDeformAttn(nn.Module):
         offsets = self.sampling_offsets(query).view(*sampling, 2)  # [N, Q, M, L, P, 2]
         offsets = offsets / input_spatial_shapes.flip(-1).to(offsets.dtype)[:, None, :]
         logits = self.attention_weights(query).view(sampling)  # [N, Q, M, L, P]
-        shapes, starts = input_spatial_shapes, input_level_start_index
-        output = ms_deform_attn_from_offsets(
-            value, shapes, starts, reference_points, offsets, logits, self.im2col_step
-        )  # [N, Q, C]
-        return self.output_proj(output)
+        shapes, starts, step = input_spatial_shapes, input_level_start_index, self.im2col_step
+        output = ms_deform_attn_from_offsets(value, shapes, starts, reference_points, offsets, logits, step)
+        return self.output_proj(output)  # [N, Q, C]

@@ -72,11 +72,9 @@ def _cpu_kernel_applies(*tensors: torch.Tensor) -> bool:
 
 
 def ms_deform_attn_pytorch(
-    value: torch.Tensor,
-    spatial_shapes: torch.Tensor,
-    sampling_locations: torch.Tensor,
+    value: torch.Tensor, spatial_shapes: torch.Tensor, sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
-) -> torch.Tensor:
+) -> torch.Tensor:  # fmt: skip
     """Deformable attention with ``grid_sample``; same arguments as :func:`ms_deform_attn`."""
     batch, _, heads, head_dim = value.shape  # [N, S, M, D]
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape  # [N, Q, M, L, P, 2]
@@ -89,20 +87,14 @@ def ms_deform_attn_pytorch(
     for level, ((height, width), level_value) in enumerate(zip(shapes, per_level_values)):
         # [N, H*W, M, D] -> [N, M, D, H*W] -> [N*M, D, H, W]
         level_value = level_value.permute(0, 2, 3, 1).reshape(batch * heads, head_dim, height, width)
-        sampled.append(
-            F.grid_sample(
-                level_value,
-                grids[:, :, level],  # [N*M, Q, P, 2]
-                mode="bilinear",
-                padding_mode="zeros",
-                align_corners=False,
-            )  # [N*M, D, Q, P]
+        level_grid = grids[:, :, level]  # [N*M, Q, P, 2]
+        sampled.append(  # [N*M, D, Q, P]
+            F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         )
     samples = torch.stack(sampled, dim=-2).flatten(-2)  # [N*M, D, Q, L*P]
     # [N, Q, M, L, P] -> [N, M, Q, L, P] -> [N*M, 1, Q, L*P]
-    weights = attention_weights.transpose(1, 2).reshape(
-        batch * heads, 1, num_queries, num_levels * num_points
-    )
+    weights = attention_weights.transpose(1, 2)
+    weights = weights.reshape(batch * heads, 1, num_queries, num_levels * num_points)
     output = (samples * weights).sum(-1).view(batch, heads * head_dim, num_queries)
     return output.transpose(1, 2).contiguous()  # [N, Q, M*D]
 
@@ -128,40 +120,24 @@ def _resolve_impl(impl: str | None, value: torch.Tensor, *sampling: torch.Tensor
 
 
 def ms_deform_attn(
-    value: torch.Tensor,
-    spatial_shapes: torch.Tensor,
-    level_start_index: torch.Tensor,
-    sampling_locations: torch.Tensor,
-    attention_weights: torch.Tensor,
-    im2col_step: int = 64,
+    value: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor, attention_weights: torch.Tensor, im2col_step: int = 64,
     impl: str | None = None,
-) -> torch.Tensor:
-    """Sample each head's value maps at the given locations and sum them with the weights.
+) -> torch.Tensor:  # fmt: skip
+    """Sample each head's value maps at the given locations and sum them with the weights -> [N, Q, M*D].
 
-    Args:
-        value: [N, S, M, D], the flattened levels of M heads of D channels, S = sum(H_l * W_l).
-        spatial_shapes: [L, 2] int64, (H_l, W_l) of each level.
-        level_start_index: [L] int64, offset of each level in S.
-        sampling_locations: [N, Q, M, L, P, 2], (x, y) in [0, 1] over each level's extent.
-        attention_weights: [N, Q, M, L, P], used as given (no softmax here).
-        im2col_step: batch chunk of the CUDA kernel.
-        impl: ``auto`` / ``compiled`` / ``pytorch``; None reads ``MINVIS_MSDA_IMPL``.
-
-    Returns:
-        [N, Q, M*D]
+    value: [N, S, M, D], the flattened levels of M heads of D channels, S = sum(H_l * W_l);
+    spatial_shapes: [L, 2] (H_l, W_l); level_start_index: [L], offset of each level in S;
+    sampling_locations: [N, Q, M, L, P, 2], (x, y) in [0, 1] over each level's extent;
+    attention_weights: [N, Q, M, L, P], used as given (no softmax here); im2col_step: batch chunk
+    of the CUDA kernel; impl: ``auto`` / ``compiled`` / ``pytorch``, None reads ``MINVIS_MSDA_IMPL``.
     """
     resolved = _resolve_impl(impl, value, sampling_locations, attention_weights)
     if resolved == "cpu_kernel":
         return _cpu_kernel(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     if resolved == "package":
-        return _msda_compiled(
-            value,
-            spatial_shapes,
-            level_start_index,
-            sampling_locations,
-            attention_weights,
-            im2col_step,
-        )
+        args = (value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        return _msda_compiled(*args, im2col_step)
     return ms_deform_attn_pytorch(value, spatial_shapes, sampling_locations, attention_weights)
 
 
@@ -175,23 +151,13 @@ def _softmax_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def ms_deform_attn_from_offsets(
-    value: torch.Tensor,
-    spatial_shapes: torch.Tensor,
-    level_start_index: torch.Tensor,
-    reference_points: torch.Tensor,
-    sampling_offsets: torch.Tensor,
-    attention_logits: torch.Tensor,
-    im2col_step: int = 64,
-    impl: str | None = None,
-) -> torch.Tensor:
-    """:func:`ms_deform_attn` at locations ``reference_points`` [N, Q, L, 2] +
-    ``sampling_offsets`` [N, Q, M, L, P, 2] (already divided by each level's (W, H)) with
-    weights softmax(``attention_logits`` [N, Q, M, L, P]) over each query and head's
-    L x P. This project's CPU kernel does the addition and the softmax itself.
-
-    Returns:
-        [N, Q, M*D]
-    """
+    value: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+    reference_points: torch.Tensor, sampling_offsets: torch.Tensor, attention_logits: torch.Tensor,
+    im2col_step: int = 64, impl: str | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """:func:`ms_deform_attn` at locations ``reference_points`` [N, Q, L, 2] + ``sampling_offsets``
+    [N, Q, M, L, P, 2] (already divided by each level's (W, H)) with weights softmax(``attention_logits``
+    [N, Q, M, L, P]) over each query and head's L x P (this project's CPU kernel does both itself)."""
     tensors = (value, reference_points, sampling_offsets, attention_logits)
     if _resolve_impl(impl, *tensors) == "cpu_kernel":
         return torch.ops.minvis.ms_deform_attn_cpu_from_offsets(

@@ -25,14 +25,9 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
     """Post-norm layer: deformable self-attention, then a ReLU feed-forward network."""
 
     def __init__(
-        self,
-        d_model: int = 256,
-        d_ffn: int = 1024,
-        dropout: float = 0.1,
-        n_levels: int = 4,
-        n_heads: int = 8,
-        n_points: int = 4,
-    ):
+        self, d_model: int = 256, d_ffn: int = 1024, dropout: float = 0.1, n_levels: int = 4,
+        n_heads: int = 8, n_points: int = 4,
+    ):  # fmt: skip
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.dropout1 = nn.Dropout(dropout)
@@ -44,18 +39,13 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(
-        self,
-        src: torch.Tensor,
-        pos: torch.Tensor,
-        reference_points: torch.Tensor,
-        spatial_shapes: torch.Tensor,
-        level_start_index: torch.Tensor,
+        self, src: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor,
+        spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor:  # fmt: skip
         # src, pos: [N, S, C]; reference_points: [N, S, L, 2]
-        attended = self.self_attn(
-            src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask
-        )
+        shapes, starts = spatial_shapes, level_start_index
+        attended = self.self_attn(src + pos, reference_points, src, shapes, starts, padding_mask)
         src = self.norm1(src + self.dropout1(attended))
         hidden = self.dropout2(F.relu_(self.linear1(src)))  # [N, S, d_ffn], in place: a fresh tensor
         return self.norm2(src + self.dropout3(self.linear2(hidden)))
@@ -73,11 +63,8 @@ class MSDeformAttnTransformerEncoder(nn.Module):
     def get_reference_points(
         spatial_shapes: list[tuple[int, int]], valid_ratios: torch.Tensor, device: torch.device
     ) -> torch.Tensor:
-        """Pixel centres of every level, normalised by the valid (unpadded) extent of that
-        level and then mapped onto every level's own valid extent.
-
-        valid_ratios: [N, L, 2], (w, h) fractions. Returns [N, S, L, 2], (x, y).
-        """
+        """Pixel centres of every level, normalised by that level's valid (unpadded) extent, then
+        mapped onto every level's valid extent. valid_ratios: [N, L, 2] (w, h) -> [N, S, L, 2] (x, y)."""
         per_level = []
         for level, (height, width) in enumerate(spatial_shapes):
             centre_y = torch.arange(height, dtype=torch.float32, device=device) + 0.5
@@ -90,21 +77,14 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         return reference_points[:, :, None] * valid_ratios[:, None]  # [N, S, L, 2]
 
     def forward(
-        self,
-        src: torch.Tensor,
-        spatial_shapes: torch.Tensor,
-        level_start_index: torch.Tensor,
-        valid_ratios: torch.Tensor,
-        pos: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, src: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+        valid_ratios: torch.Tensor, pos: torch.Tensor, padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         shapes = [(h, w) for h, w in spatial_shapes.tolist()]
         reference_points = self.get_reference_points(shapes, valid_ratios, src.device)
         output = src
         for layer in self.layers:
-            output = layer(
-                output, pos, reference_points, spatial_shapes, level_start_index, padding_mask
-            )
+            output = layer(output, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
         return output
 
 
@@ -114,15 +94,9 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
     """
 
     def __init__(
-        self,
-        d_model: int = 256,
-        nhead: int = 8,
-        num_encoder_layers: int = 6,
-        dim_feedforward: int = 1024,
-        dropout: float = 0.1,
-        num_feature_levels: int = 4,
-        enc_n_points: int = 4,
-    ):
+        self, d_model: int = 256, nhead: int = 8, num_encoder_layers: int = 6, dim_feedforward: int = 1024,
+        dropout: float = 0.1, num_feature_levels: int = 4, enc_n_points: int = 4,
+    ):  # fmt: skip
         super().__init__()
         self.d_model = d_model
         self.nhead = nhead
@@ -151,39 +125,23 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         return torch.stack([valid_w.float() / width, valid_h.float() / height], -1)
 
     def forward(
-        self,
-        srcs: list[torch.Tensor],
-        pos_embeds: list[torch.Tensor],
+        self, srcs: list[torch.Tensor], pos_embeds: list[torch.Tensor],
         masks: list[torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            srcs, pos_embeds: per level [N, C, H_l, W_l].
-            masks: per level [N, H_l, W_l], True on padding; None when nothing is padded.
-
-        Returns:
-            memory [N, S, C], spatial_shapes [L, 2] int64, level_start_index [L] int64.
-        """
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """srcs, pos_embeds: per level [N, C, H_l, W_l]; masks: per level [N, H_l, W_l], True on padding
+        (None: nothing padded). Returns memory [N, S, C], spatial_shapes [L, 2], level_start_index [L]."""
         # [N, C, H, W] -> [N, H*W, C]: a view for channels-last maps.
         src_flatten = torch.cat([src.permute(0, 2, 3, 1).flatten(1, 2) for src in srcs], 1)  # [N, S, C]
         pos_flatten = torch.cat(
-            [
-                pos.permute(0, 2, 3, 1).flatten(1, 2) + self.level_embed[level].view(1, 1, -1)
-                for level, pos in enumerate(pos_embeds)
-            ],
-            1,
+            [pos.permute(0, 2, 3, 1).flatten(1, 2) + self.level_embed[level].view(1, 1, -1)
+             for level, pos in enumerate(pos_embeds)], 1,
         )  # [N, S, C]
-        spatial_shapes = torch.as_tensor(
-            [src.shape[-2:] for src in srcs], dtype=torch.long, device=src_flatten.device
-        )  # [L, 2]
-        level_start_index = torch.cat(
-            (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
-        )  # [L]
+        device = src_flatten.device
+        spatial_shapes = torch.as_tensor([src.shape[-2:] for src in srcs], dtype=torch.long, device=device)
+        level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
         if masks is None:  # nothing padded: no mask to apply, every level fully valid
             mask_flatten = None
-            valid_ratios = torch.ones(
-                (src_flatten.shape[0], len(srcs), 2), device=src_flatten.device
-            )  # [N, L, 2]
+            valid_ratios = torch.ones((src_flatten.shape[0], len(srcs), 2), device=device)  # [N, L, 2]
         else:
             mask_flatten = torch.cat([mask.flatten(1) for mask in masks], 1)  # [N, S]
             valid_ratios = torch.stack([self.get_valid_ratio(mask) for mask in masks], 1)  # [N, L, 2]
@@ -211,21 +169,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
         transformer_enc_n_points: int = 4,
         conv_dim: int,
         mask_dim: int,
-        norm: str | Callable[[int], nn.Module] | None = None,
+        norm: str | Callable[[int], nn.Module] | None = None,  # of the FPN convs (detectron2 get_norm)
         transformer_in_features: list[str],
         common_stride: int,
     ):
-        """
-        Args:
-            input_shape: channels and stride of each backbone feature used.
-            transformer_dropout, transformer_nheads, transformer_dim_feedforward,
-            transformer_enc_layers, transformer_enc_n_points: deformable encoder settings.
-            conv_dim: channels of the encoder and of the FPN convs.
-            mask_dim: channels of the mask features.
-            norm: normalisation of the FPN convs (detectron2 ``get_norm`` name or callable).
-            transformer_in_features: the backbone features fed to the encoder.
-            common_stride: stride of the mask features.
-        """
         super().__init__()
         by_stride = sorted(input_shape.items(), key=lambda item: item[1].stride)  # fine -> coarse
         self.in_features = [name for name, _ in by_stride]
@@ -239,9 +186,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
 
         # One 1x1 conv + GroupNorm per encoder level, coarsest first.
         self.input_proj = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(spec.channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim)
-            )
+            nn.Sequential(nn.Conv2d(spec.channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
             for _, spec in reversed(encoder_shapes)
         )
         for proj in self.input_proj:
@@ -266,9 +211,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.maskformer_num_feature_levels = NUM_MULTI_SCALE_FEATURES
         self.common_stride = common_stride
         # Levels finer than the encoder's finest one, down to common_stride.
-        self.num_fpn_levels = int(
-            math.log2(min(self.transformer_feature_strides)) - math.log2(common_stride)
-        )
+        self.num_fpn_levels = int(math.log2(min(self.transformer_feature_strides)) - math.log2(common_stride))
         use_bias = norm == ""
         lateral_convs: list[Conv2d] = []
         output_convs: list[Conv2d] = []
@@ -277,12 +220,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 in_channels, conv_dim, kernel_size=1, bias=use_bias, norm=get_norm(norm, conv_dim)
             )
             output_conv = Conv2d(
-                conv_dim,
-                conv_dim,
-                kernel_size=3,
-                padding=1,
-                bias=use_bias,
-                norm=get_norm(norm, conv_dim),
+                conv_dim, conv_dim, kernel_size=3, padding=1, bias=use_bias, norm=get_norm(norm, conv_dim),
                 activation=F.relu,
             )
             weight_init.c2_xavier_fill(lateral_conv)
@@ -318,15 +256,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
     def forward_features(
         self, features: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """
-        Args:
-            features: backbone maps [N, C_f, H_f, W_f] by name.
-
-        Returns:
-            mask_features [N, mask_dim, H/common_stride, W/common_stride];
-            the coarsest encoder output [N, conv_dim, H_c, W_c];
-            the first 3 levels of (encoder outputs coarse -> fine, then FPN levels).
-        """
+        """Backbone maps by name -> mask_features [N, mask_dim, H/common_stride, W/common_stride], the
+        coarsest encoder output and the first 3 levels of (encoder outputs coarse -> fine, FPN levels)."""
         srcs = []
         pos = []
         for proj, name in zip(self.input_proj, reversed(self.transformer_in_features)):
@@ -339,15 +270,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
         shapes = [src.shape[-2:] for src in srcs]
         out = [
             level.transpose(1, 2).view(batch, -1, height, width)
-            for level, (height, width) in zip(
-                memory.split([h * w for h, w in shapes], dim=1), shapes
-            )
+            for level, (height, width) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
         ]  # coarse -> fine, each [N, conv_dim, H_l, W_l]
 
         fpn_inputs = self.in_features[: self.num_fpn_levels][::-1]
-        for name, lateral_conv, output_conv in zip(
-            fpn_inputs, self.lateral_convs, self.output_convs
-        ):
+        for name, lateral_conv, output_conv in zip(fpn_inputs, self.lateral_convs, self.output_convs):
             lateral = lateral_conv(features[name].float())  # [N, conv_dim, H_f, W_f]
             # out[-1] may be a channels-last view of the encoder's output, which torch's CPU
             # bilinear interpolation handles about 3x slower than a contiguous copy.

@@ -1,11 +1,9 @@
 """The masked-attention transformer decoder of MinVIS, applied to every frame independently.
 
-Registered as ``VideoMultiScaleMaskedTransformerDecoder_frame`` (the official name). Each
-frame of a clip is an independent image: queries cross-attend (with masked attention)
-to one scale of the pixel-decoder features per layer, round-robin over 3 scales, then
-self-attend and pass a feed-forward block. After every layer the normalised queries
-predict class logits and mask logits; masks are the mask-MLP embeddings dotted with
-the per-pixel ``mask_features`` (``sigmoid(Q * F)`` in the paper). The final normalised
+Registered under the official name. Per layer, queries cross-attend (masked) to one scale of the
+pixel-decoder features, round-robin over 3 scales, then self-attend and pass a feed-forward block.
+After every layer the normalised queries predict class logits and mask logits (mask-MLP embeddings
+dotted with the per-pixel ``mask_features``, ``sigmoid(Q * F)`` in the paper). The final normalised
 query states are returned as ``pred_embds``, the embeddings MinVIS tracks with.
 """
 
@@ -41,34 +39,12 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
 
     @configurable
     def __init__(
-        self,
-        in_channels: int,
-        mask_classification: bool = True,
-        *,
-        num_classes: int,
-        hidden_dim: int,
-        num_queries: int,
-        nheads: int,
-        dim_feedforward: int,
-        dec_layers: int,
-        pre_norm: bool,
-        mask_dim: int,
+        self, in_channels: int, mask_classification: bool = True, *, num_classes: int, hidden_dim: int,
+        num_queries: int, nheads: int, dim_feedforward: int, dec_layers: int, pre_norm: bool, mask_dim: int,
         enforce_input_project: bool,
-    ):
-        """
-        Args:
-            in_channels: channels of the multi-scale features from the pixel decoder.
-            mask_classification: predict class logits (always True for instance segmentation).
-            num_classes: number of categories K (logits have K + 1 entries, last = no object).
-            hidden_dim: query and feature dimension inside the decoder.
-            num_queries: number of object queries Q.
-            nheads: attention heads.
-            dim_feedforward: hidden size of the feed-forward blocks.
-            dec_layers: number of decoder layers (the config's DEC_LAYERS - 1).
-            pre_norm: pre-norm residual blocks instead of post-norm.
-            mask_dim: channels of ``mask_features``; output size of the mask MLP.
-            enforce_input_project: add 1x1 input projections even when channels match.
-        """
+    ):  # fmt: skip
+        """``num_classes`` K real classes (logits have K + 1, last = no object); ``dec_layers``: the
+        config's DEC_LAYERS - 1; ``enforce_input_project``: 1x1 input projections even if channels match."""
         super().__init__()
         if not mask_classification:
             raise ValueError("VideoMultiScaleMaskedTransformerDecoder_frame needs mask_classification=True")
@@ -130,22 +106,13 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         }
 
     def forward(self, multi_scale_features: list[torch.Tensor], mask_features: torch.Tensor) -> dict:
-        """
-        Args:
-            multi_scale_features: 3 maps ``[N, C_in, H_l, W_l]``, coarsest first; N = images.
-            mask_features: per-pixel embeddings ``[N, mask_dim, H/4, W/4]``.
-
-        Returns a dict with, per image:
-            pred_logits ``[N, Q, K+1]``, pred_masks ``[N, Q, H/4, W/4]`` (logits),
-            pred_embds ``[N, Q, C]`` (final normalised queries, used for tracking), and
-            aux_outputs: ``pred_logits``/``pred_masks`` of the learnable queries and of
-            every layer but the last (deep supervision); empty in eval mode, where
-            holding every layer's ``[N, Q, H/4, W/4]`` masks would only raise the peak memory.
-        """
+        """3 maps ``[N, C_in, H_l, W_l]`` (coarsest first) and ``mask_features [N, mask_dim, H/4, W/4]``
+        -> pred_logits ``[N, Q, K+1]``, pred_masks ``[N, Q, H/4, W/4]``, pred_embds ``[N, Q, C]`` and
+        aux_outputs (deep supervision: the learnable queries' and every layer's but the last; empty in
+        eval mode, where holding every layer's masks would only raise the peak memory)."""
         if len(multi_scale_features) != self.num_feature_levels:
-            raise ValueError(
-                f"expected {self.num_feature_levels} feature levels, got {len(multi_scale_features)}"
-            )
+            levels = self.num_feature_levels
+            raise ValueError(f"expected {levels} feature levels, got {len(multi_scale_features)}")
         memories, positions, sizes = [], [], []
         for level, feature in enumerate(multi_scale_features):
             sizes.append(feature.shape[-2:])
@@ -198,19 +165,12 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         }
 
     def _predict(
-        self,
-        queries: torch.Tensor,
-        pixels: torch.Tensor,
-        mask_size: torch.Size,
-        attn_size: torch.Size | None,
-        attention_pixels: dict[torch.Size, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Class logits, mask logits and the next layer's attention mask (None without
-        ``attn_size``) from queries [Q, N, C] and the mask features as ``pixels`` [N, H*W, C].
-
-        With ``attention_pixels`` (inference: the mask features resized to each attention
-        size) and an ``attn_size``, only the attention mask is computed: mask logits None.
-        """
+        self, queries: torch.Tensor, pixels: torch.Tensor, mask_size: torch.Size,
+        attn_size: torch.Size | None, attention_pixels: dict[torch.Size, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+        """Class logits, mask logits and the next layer's attention mask (None without ``attn_size``)
+        from queries [Q, N, C] and the mask features as ``pixels`` [N, H*W, C]. With ``attention_pixels``
+        (inference: the mask features at each attention size) and ``attn_size``, mask logits are None."""
         normed = self.decoder_norm(queries).transpose(0, 1)  # [N, Q, C]
         class_logits = self.class_embed(normed)  # [N, Q, K+1]
         mask_embed = self.mask_embed(normed)  # [N, Q, mask_dim]

@@ -51,22 +51,13 @@ class CrossAttentionLayer(nn.Module):
         _xavier_init_matrices(self)
 
     def forward(
-        self,
-        tgt: torch.Tensor,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor | None = None,
-        pos: torch.Tensor | None = None,
-        query_pos: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, tgt: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None = None,
+        pos: torch.Tensor | None = None, query_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         # tgt: [Q, N, C]; memory, pos: [HW, N, C]; memory_mask: [N * heads, Q, HW] or [Q, HW], True = blocked
         x = self.norm(tgt) if self.normalize_before else tgt
-        attended = self.multihead_attn(
-            query=_add_pos(x, query_pos),
-            key=_add_pos(memory, pos),
-            value=memory,
-            attn_mask=memory_mask,
-            need_weights=False,
-        )[0]
+        query, key = _add_pos(x, query_pos), _add_pos(memory, pos)
+        attended = self.multihead_attn(query, key, memory, attn_mask=memory_mask, need_weights=False)[0]
         tgt = tgt + self.dropout(attended)
         return tgt if self.normalize_before else self.norm(tgt)
 
