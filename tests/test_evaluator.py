@@ -19,7 +19,7 @@ from minvis.config import build_config
 from minvis.data import register_ytvis_instances, ytvis_metadata
 from minvis.engine import Trainer, launch
 from minvis.evaluation.evaluator import YTVISEvaluator, per_class_ap, per_class_table
-from minvis.evaluation.ytvis_metric import YTVISMetrics, evaluate_ytvis
+from minvis.evaluation.ytvis_metric import OVIS_STAT_NAMES, YTVISMetrics, evaluate_ytvis
 from minvis.tracking import VideoResult
 from minvis.ytvis_format import load_results
 
@@ -156,6 +156,25 @@ def test_metric_is_evaluate_ytvis_on_the_written_entries(tmp_path: Path) -> None
     written = json.loads((out / "metrics.json").read_text())
     assert written["AP"] == pytest.approx(expected.stats["AP"])
     assert written["per_category_AP"] == {str(k): v for k, v in expected.per_category_ap.items()}
+
+
+def test_ovis_occlusion_ground_truth_adds_the_eighteen_numbers(tmp_path: Path) -> None:
+    name = register(tmp_path)
+    gt = gt_json()
+    # Track occlusion = mean of its most occluded half: none -> light, 0.75 -> heavy, none -> light.
+    per_track = (["no_occlusion"] * 3, ["severe_occlusion", "severe_occlusion", "no_occlusion"], 0.0)
+    for annotation, occlusion in zip(gt["annotations"], per_track, strict=True):
+        annotation["occlusion"] = occlusion
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    out = tmp_path / "out"
+    result = run(YTVISEvaluator(name, output_dir=str(out)), perfect_outputs())["segm"]
+
+    assert list(result)[: len(OVIS_STAT_NAMES)] == list(OVIS_STAT_NAMES)
+    occlusion = {key: round(result[key], 6) for key in ("AP_light", "AP_medium", "AP_heavy", "AR_heavy")}
+    assert occlusion == {"AP_light": 100.0, "AP_medium": -1.0, "AP_heavy": 100.0, "AR_heavy": 100.0}
+    written = json.loads((out / "metrics.json").read_text())
+    assert [key for key in written if key != "per_category_AP"] == list(OVIS_STAT_NAMES)
+    assert written["AP_medium"] == -1.0
 
 
 def test_official_positional_signature(tmp_path: Path) -> None:

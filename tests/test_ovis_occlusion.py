@@ -37,7 +37,7 @@ def test_fixture_parity_with_the_ovis_evaluator(case: str) -> None:
     metrics = evaluate_ytvis(load(case, "gt"), load(case, "results"))
     assert list(metrics.stats) == list(STAT_NAMES)
     assert list(metrics.occlusion_stats) == list(OCCLUSION_STAT_NAMES)
-    ovis = metrics.ovis_stats()
+    ovis = metrics.reported_stats
     assert list(ovis) == list(OVIS_STAT_NAMES) == list(expected)
     for name in OVIS_STAT_NAMES:
         assert ovis[name] == pytest.approx(expected[name], abs=1e-9), name
@@ -55,7 +55,7 @@ def test_no_occlusion_in_the_ground_truth_gives_no_split() -> None:
     masks = tracks((0, 5, 0, 5))
     metrics = evaluate_ytvis(make_gt([(masks, 1, 0)]), [pred(masks, 0.9)])
     assert metrics.occlusion_stats == {}
-    assert metrics.ovis_stats() == {}
+    assert metrics.reported_stats == metrics.stats
 
 
 def occluded_gt(*tracks_and_occlusion: tuple[np.ndarray, object], crowd: tuple[int, ...] = ()) -> dict:
@@ -138,20 +138,25 @@ def test_a_track_without_occlusion_among_tracks_with_is_an_error() -> None:
         evaluate_ytvis(gt, [], gt_source="gt.json")
 
 
-def eval_cli(gt: Path, results: Path) -> str:
-    command = [sys.executable, REPO / "tools" / "eval" / "eval_results.py", "--gt", gt, "--results", results]
+def eval_cli(gt: Path, results: Path, *options: str | Path) -> str:
+    script = REPO / "tools" / "eval" / "eval_results.py"
+    command = [sys.executable, script, "--gt", gt, "--results", results, *options]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
-def test_eval_cli_prints_the_occlusion_numbers() -> None:
-    out = eval_cli(FIXTURES / "handmade.gt.json", FIXTURES / "handmade.results.json")
+def test_eval_cli_prints_and_writes_the_occlusion_numbers(tmp_path: Path) -> None:
+    json_out = tmp_path / "metrics.json"
+    out = eval_cli(FIXTURES / "handmade.gt.json", FIXTURES / "handmade.results.json", "--json-out", json_out)
     printed = dict(line.split() for line in out.splitlines()[1:19])
     expected = load("handmade", "expected")["stats"]
-    assert list(printed) == [*STAT_NAMES, *OCCLUSION_STAT_NAMES]
+    assert list(printed) == list(OVIS_STAT_NAMES)
     for name, value in printed.items():
         assert float(value) == pytest.approx(expected[name], abs=5e-5), name
+    written = json.loads(json_out.read_text())
+    assert list(written) == list(OVIS_STAT_NAMES)
+    assert written == pytest.approx({name: expected[name] for name in OVIS_STAT_NAMES}, abs=1e-9)
 
 
 def test_eval_cli_prints_no_occlusion_rows_without_occlusion() -> None:

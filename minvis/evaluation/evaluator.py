@@ -125,10 +125,11 @@ class YTVISEvaluator(DatasetEvaluator):
         metrics = evaluate_ytvis(gt, entries)
         if self._output_dir:
             with lock_output_dir(self._output_dir) as folder, atomic_output(folder / "metrics.json") as path:
-                stats = {**metrics.stats, "per_category_AP": metrics.per_category_ap}
+                stats = {**metrics.reported_stats, "per_category_AP": metrics.per_category_ap}
                 path.write_text(json.dumps(stats, indent=2), encoding="utf-8")
         # detectron2 prints these as percentages, like its COCO evaluator.
-        results = {k: 100 * v if v >= 0 else v for k, v in metrics.stats.items()}
+        # With OVIS occlusion ground truth, also AP/AR for light, medium and heavy occlusion.
+        results = {k: 100 * v if v >= 0 else v for k, v in metrics.reported_stats.items()}
         logger.info(f"Evaluation results for segm:\n{create_small_table(results)}")
         if len(self._class_names) > 1:  # as the official evaluator: per class for > 1 class
             per_class = per_class_ap(metrics, self._class_names, self._contiguous_to_dataset_id)

@@ -87,10 +87,14 @@ class YTVISMetrics:
     # OCCLUSION_STAT_NAMES in order when the ground truth has occlusion, else empty
     occlusion_stats: dict[str, float] = field(default_factory=dict)
 
-    def ovis_stats(self) -> dict[str, float]:
-        """The OVIS evaluator's eighteen numbers in its order (empty without occlusion)."""
+    @property
+    def reported_stats(self) -> dict[str, float]:
+        """What the official evaluators report: the OVIS evaluator's eighteen numbers in its
+        order when the ground truth has occlusion, else the YouTube-VIS twelve."""
+        if not self.occlusion_stats:
+            return dict(self.stats)
         merged = {**self.stats, **self.occlusion_stats}
-        return {name: merged[name] for name in OVIS_STAT_NAMES} if self.occlusion_stats else {}
+        return {name: merged[name] for name in OVIS_STAT_NAMES}
 
 
 @dataclass(frozen=True)

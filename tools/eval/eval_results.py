@@ -22,8 +22,7 @@ BAD_INPUT = 2
 
 
 def format_report(metrics: YTVISMetrics, category_names: dict[int, str]) -> str:
-    stats = {**metrics.stats, **metrics.occlusion_stats}  # + OVIS occlusion AP/AR when the GT has it
-    rows = [("metric", "value"), *((k, f"{v:.4f}") for k, v in stats.items())]
+    rows = [("metric", "value"), *((k, f"{v:.4f}") for k, v in metrics.reported_stats.items())]
     rows += [("", ""), ("category", "AP")]
     rows += [
         (f"{cat} {category_names.get(cat, '')}".strip(), f"{ap:.4f}")
@@ -43,14 +42,14 @@ def run(gt_path: Path, results_path: Path, json_out: Path | None, overwrite: boo
     print(format_report(metrics, names))
     if json_out is not None:
         with atomic_output(json_out) as temporary:
-            temporary.write_text(json.dumps(metrics.stats, indent=2) + "\n", encoding="utf-8")
+            temporary.write_text(json.dumps(metrics.reported_stats, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gt", type=Path, required=True, help="YouTube-VIS-format GT json")
     parser.add_argument("--results", type=Path, required=True, help="results.json or results.zip")
-    parser.add_argument("--json-out", type=Path, help="write the twelve numbers here")
+    parser.add_argument("--json-out", type=Path, help="write the printed numbers here (12; 18 for OVIS)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json-out file")
     args = parser.parse_args(argv)
     try:
