@@ -25,7 +25,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.utils.colormap import colormap
 
-from minvis.ytvis_format import YTVISFormatError, is_int, parse_json
+from minvis.ytvis_format import YTVISFormatError, check_annotated_frames, is_int, parse_json
 
 from .ytvis import load_ytvis_json, ytvis_metadata
 
@@ -134,15 +134,7 @@ def annotated_frames_only(
             kept.append(video)
             continue
         length = video["length"]
-        if not (
-            isinstance(frames, list)
-            and all(is_int(f) and 0 <= f < length for f in frames)
-            and all(a < b for a, b in zip(frames, frames[1:]))
-        ):
-            raise YTVISFormatError(
-                f"{json_file}: video {video['video_id']}: annotated_frames must list increasing frame "
-                f"indices in [0, {length})"
-            )
+        check_annotated_frames(frames, length, f"{json_file}: video {video['video_id']}")
         if not frames:
             dropped += 1
             continue

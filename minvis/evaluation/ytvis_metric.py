@@ -39,7 +39,13 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from minvis.ytvis_format import YTVISFormatError, is_int, submission_masks, validate_polygons
+from minvis.ytvis_format import (
+    YTVISFormatError,
+    check_annotated_frames,
+    is_int,
+    submission_masks,
+    validate_polygons,
+)
 
 from .track_masks import TrackMasks, TrackShape, decode_track_masks
 
@@ -498,16 +504,8 @@ def _sparse_videos(gt: object) -> dict[int, tuple[int, list[int]]]:
             continue
         if not is_int(video.get("length")):
             continue  # reported by _parse_videos
-        length, frames = video["length"], video["annotated_frames"]
-        if not (
-            isinstance(frames, list)
-            and all(is_int(f) and 0 <= f < length for f in frames)
-            and all(a < b for a, b in zip(frames, frames[1:]))
-        ):
-            raise YTVISFormatError(
-                f"ground-truth video {index}: annotated_frames must list increasing frame indices "
-                f"in [0, {length})"
-            )
+        length = video["length"]
+        frames = check_annotated_frames(video["annotated_frames"], length, f"ground-truth video {index}")
         if len(frames) < length:
             sparse[video.get("id")] = (length, frames)  # type: ignore[index]
     return sparse

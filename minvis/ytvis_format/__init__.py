@@ -4,7 +4,7 @@ Imports only numpy and pycocotools (no torch or detectron2), so file-only tools 
 """
 
 from .annotations_json import read_annotations_json
-from .errors import YTVISFormatError, is_int, parse_json, read_json
+from .errors import YTVISFormatError, check_annotated_frames, is_int, parse_json, read_json
 from .polygons import validate_polygons
 from .results import (
     SubmissionWriter,
@@ -32,6 +32,7 @@ __all__ = [
     "DecodedRuns",
     "SubmissionWriter",
     "YTVISFormatError",
+    "check_annotated_frames",
     "decode_counts",
     "decode_counts_string",
     "decode_rles",

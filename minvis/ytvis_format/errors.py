@@ -13,6 +13,19 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_annotated_frames(frames: object, length: int, where: str) -> list[int]:
+    """A video's ``annotated_frames`` (sparse annotation): increasing frame indices in
+    ``[0, length)``, else a :class:`YTVISFormatError` naming ``where``."""
+    if not (
+        isinstance(frames, list)
+        and all(is_int(f) and 0 <= f < length for f in frames)
+        and all(a < b for a, b in zip(frames, frames[1:]))
+    ):
+        message = f"annotated_frames must list increasing frame indices in [0, {length})"
+        raise YTVISFormatError(f"{where}: {message}")
+    return frames
+
+
 def parse_json(text: str | bytes, source: str | Path) -> object:
     """``json.loads``; invalid JSON or non-UTF-8 text is a :class:`YTVISFormatError` naming ``source``."""
     if isinstance(text, bytes):
