@@ -1,7 +1,8 @@
 """Stream video frames from files, frame folders or glob patterns, and write videos.
 
 Readers decode one frame at a time and yield RGB ``uint8 [H, W, 3]`` arrays; every failure
-is a :class:`VideoReadError` naming the path.
+is a :class:`VideoReadError` naming the path. Live sources (cameras, streams, stdin) are in
+:mod:`minvis.data.live_source`; :func:`open_frame_source` opens either kind.
 """
 
 import glob
@@ -11,12 +12,16 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
 from minvis.closing import ClosedOnExit
+
+if TYPE_CHECKING:
+    from .live_source import LiveSource
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -167,9 +172,17 @@ class ImageSequenceSource:
             yield frame
 
 
-def open_frame_source(path: str | Path) -> VideoFileSource | ImageSequenceSource:
-    """The reader for ``path``: a video file, a folder of images or a glob pattern."""
+def open_frame_source(
+    path: str | Path, **live_options: Any
+) -> "VideoFileSource | ImageSequenceSource | LiveSource":
+    """The reader for ``path``: a video file, a folder of images or a glob pattern; or a live
+    source (a camera index, a stream URL, ``-`` for stdin), opened with ``live_options`` by
+    :func:`minvis.data.live_source.open_live_source`."""
+    from .live_source import is_live_input, open_live_source  # it builds on this module
+
     path = str(path)
+    if is_live_input(path):
+        return open_live_source(path, **live_options)
     if os.path.isdir(path):
         return ImageSequenceSource.from_folder(path)
     if any(c in path for c in "*?[") and not os.path.exists(path):
