@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 
 from minvis.config import build_config
 from minvis.engine import Trainer, launch
+from minvis.engine.launch import DEFAULT_TIMEOUT, LaunchError, tcp_address
 from minvis.engine.reproducibility import apply_reproducibility
 from minvis.modeling import CheckpointLoadError, MinVISCheckpointer
 from minvis.modeling.remote_weights import local_file
@@ -119,6 +121,13 @@ def check_args(args) -> None:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if not 0 <= args.machine_rank < args.num_machines:
         raise ConfigError(f"--machine-rank must be in [0, {args.num_machines}), got {args.machine_rank}")
+    if not args.dist_timeout > 0:
+        raise ConfigError(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
+    if args.num_gpus * args.num_machines > 1:
+        try:
+            tcp_address(args.dist_url, args.num_machines)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def run_config(args) -> CfgNode:
@@ -263,6 +272,14 @@ def parse_args(argv: list[str] | None = None):
         help="train even if MODEL.WEIGHTS gives the backbone no tensor",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of data/checkpoint errors")
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT.total_seconds(),
+        metavar="SECONDS",
+        help="how long the processes of a multi-process run wait for a machine to join, and for a "
+        "silent process in a collective, before failing",
+    )
     return parser.parse_args(argv)
 
 
@@ -290,12 +307,13 @@ def cli(argv: list[str] | None = None) -> int:
             dist_url=args.dist_url,
             args=(args,),
             use_cuda=cfg.MODEL.DEVICE.startswith("cuda"),
+            timeout=timedelta(seconds=args.dist_timeout),
         )
-    except USER_ERRORS as error:
+    except (*USER_ERRORS, LaunchError) as error:
         if args.debug:
             raise
         print(f"train_net.py: error: {error_line(error)}", file=sys.stderr)
-        return BAD_INPUT
+        return error.exit_code if isinstance(error, LaunchError) else BAD_INPUT
     return 0
 
 

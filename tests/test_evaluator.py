@@ -3,7 +3,9 @@
 import itertools
 import json
 import logging
+import time
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,7 @@ TRACKS = {
     22: [(7, [box(2, 3), box(3, 3)])],
 }
 # The same tracks as model output: (score, contiguous label, [T, H, W] bool masks).
+DIST_TIMEOUT = timedelta(seconds=3)  # the 2-process runs' --dist-timeout
 PERFECT = {
     video_id: [(0.9 - 0.1 * i, [c["id"] for c in CATEGORIES].index(cat), np.stack(masks))
                for i, (cat, masks) in enumerate(tracks)]
@@ -265,20 +268,26 @@ def test_video_without_instances_adds_no_entry(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- two processes
 
 
-def gather_worker(gt_file: str, out_dir: str) -> None:
-    """One rank of a 2-process run: each rank evaluates one video (runs in a fresh process)."""
+def gather_worker(gt_file: str, out_dir: str, rank1_delay: float = 0.0) -> None:
+    """One rank of a 2-process run: each rank evaluates one video (runs in a fresh process);
+    rank 1 finishes its inference ``rank1_delay`` seconds after rank 0."""
     from detectron2.utils import comm
 
     name = "evaluator_test_gather"
     register_ytvis_instances(name, ytvis_metadata(CATEGORIES), gt_file, out_dir)
     video_id = sorted(PERFECT)[comm.get_rank()]
+    time.sleep(rank1_delay * comm.get_rank())
     result = run(YTVISEvaluator(name, output_dir=out_dir), {video_id: video_result(PERFECT[video_id])})
     Path(out_dir, f"rank{comm.get_rank()}.json").write_text(json.dumps(result))
 
 
-def test_entries_are_gathered_to_the_main_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rank1_delay", [0.0, 2 * DIST_TIMEOUT.total_seconds()])
+def test_entries_are_gathered_to_the_main_process(tmp_path: Path, rank1_delay: float) -> None:
+    """Also when one process ends its share of the videos later than the run's collective
+    timeout allows a silent process (it is not silent: it is still working)."""
     register(tmp_path)
-    launch(gather_worker, 2, use_cuda=False, args=(str(tmp_path / "gt.json"), str(tmp_path)))
+    args = (str(tmp_path / "gt.json"), str(tmp_path), rank1_delay)
+    launch(gather_worker, 2, use_cuda=False, args=args, timeout=DIST_TIMEOUT)
     entries = load_results(tmp_path / "results.zip")
     assert sorted(e["video_id"] for e in entries) == [11, 11, 22]
     assert json.loads((tmp_path / "rank0.json").read_text())["segm"]["AP"] == pytest.approx(100.0)

@@ -13,8 +13,10 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
+import torch.distributed as dist
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
@@ -31,6 +33,9 @@ from .ytvis_metric import YTVISMetrics, evaluate_ytvis
 
 logger = logging.getLogger(__name__)
 
+# How long the processes that finished their videos wait for the others (minvis.engine.launch's
+# --dist-timeout bounds the wait for a silent process in training collectives).
+INFERENCE_WAIT = timedelta(hours=24)
 PER_CLASS_TABLE_COLUMNS = 6  # (category, AP) pairs side by side, as detectron2's evaluators
 
 
@@ -111,7 +116,11 @@ class YTVISEvaluator(DatasetEvaluator):
     def evaluate(self) -> OrderedDict:
         entries = self._entries
         if self._distributed:
-            comm.synchronize()
+            # Processes finish their share of the videos at different times: the first wait
+            # here for the last, longer than the run's collective timeout allows a silent one.
+            if comm.get_world_size() > 1:  # gloo: the one backend with a monitored barrier
+                group = comm._get_global_gloo_group()
+                dist.monitored_barrier(group, timeout=INFERENCE_WAIT, wait_all_ranks=True)
             gathered = comm.gather(entries, dst=0)
             if not comm.is_main_process():
                 return OrderedDict()
