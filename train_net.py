@@ -30,6 +30,7 @@ from minvis.engine import Trainer, launch
 from minvis.engine.launch import DEFAULT_TIMEOUT, LaunchError, tcp_address
 from minvis.engine.reproducibility import apply_reproducibility
 from minvis.modeling import CheckpointLoadError, MinVISCheckpointer
+from minvis.modeling.exported import build_exported_model, is_exported
 from minvis.modeling.remote_weights import local_file
 from minvis.output_paths import OutputPathError, check_outputs, lock_output_dir
 from minvis.tracking import MATCHING_MODES
@@ -237,6 +238,8 @@ def main(args):
 
 def run(args):
     cfg = setup(args)
+    if args.eval_only and is_exported(cfg.MODEL.WEIGHTS):  # tools/export/export_model.py's, in ONNX Runtime
+        return Trainer.test(cfg, build_exported_model(cfg))
     if args.eval_only:
         model = Trainer.build_model(cfg)
         checkpointer = MinVISCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict=True)

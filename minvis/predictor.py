@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .data.preprocess import FramePreprocessor
 from .modeling import MinVISCheckpointer, VideoInputError, VideoMaskFormer_frame
+from .modeling.exported import build_exported_model, is_exported
 from .modeling.speedups import apply_speedups
 from .tracking import FrameInstances, Size, VideoResult
 
@@ -51,12 +52,16 @@ class VideoPredictor:
     @classmethod
     def from_config(cls, cfg: CfgNode, *, score_threshold: float = 0.5) -> "VideoPredictor":
         """Build the model of a full config on ``MODEL.DEVICE`` and load ``MODEL.WEIGHTS``
-        (strict) if set; class names and category ids come from the config's first test
-        (or train) dataset with the model's number of classes. Raises FileNotFoundError
-        or :class:`~minvis.modeling.CheckpointLoadError` naming the weights file."""
-        model = build_model(cfg)
-        if cfg.MODEL.WEIGHTS:
-            MinVISCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
+        (strict) if set, or, for an exported ``model.onnx``, run that in ONNX Runtime on the CPU
+        (:mod:`minvis.modeling.exported`); class names and category ids come from the config's
+        first test (or train) dataset with the model's number of classes. Raises
+        FileNotFoundError or :class:`~minvis.modeling.CheckpointLoadError` naming the weights file."""
+        if is_exported(cfg.MODEL.WEIGHTS):
+            model = build_exported_model(cfg)
+        else:
+            model = build_model(cfg)
+            if cfg.MODEL.WEIGHTS:
+                MinVISCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
         metadata = _class_metadata(cfg)
         id_map = None if metadata is None else metadata.get("thing_dataset_id_to_contiguous_id")
         return cls(

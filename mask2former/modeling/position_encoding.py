@@ -37,6 +37,9 @@ class PositionEmbeddingSine(nn.Module):
         # x: [N, C, H, W]; mask: [N, H, W], True on padding. Returns float32 [N, 2F, H, W].
         if mask is not None:
             return self._encode(mask)
+        if torch.compiler.is_compiling():  # traced (torch.export): symbolic sizes are no cache keys
+            no_padding = x.new_zeros((1, x.size(2), x.size(3)), dtype=torch.bool)
+            return self._encode(no_padding).expand(x.size(0), -1, -1, -1)
         key = (x.size(2), x.size(3), x.device)
         encoding = self._unpadded.get(key)
         if encoding is None:

@@ -104,31 +104,9 @@ class VideoMaskFormer_frame(nn.Module):  # official name
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
         backbone = build_backbone(cfg)
-        sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
-        mf, supervised = cfg.MODEL.MASK_FORMER, cfg.MODEL.MINVIS.SUPERVISED_MATCHING
-        return {
-            "backbone": backbone,
-            "sem_seg_head": sem_seg_head,
-            "criterion": build_criterion(cfg, sem_seg_head.num_classes),
-            "size_divisibility": mf.SIZE_DIVISIBILITY,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-            # WINDOW_INFERENCE False: one frame per forward (official: the whole video at
-            # once, which gives the same results with a memory peak that grows with T).
-            "frames_per_forward": mf.TEST.WINDOW_SIZE if mf.TEST.WINDOW_INFERENCE else 1,
-            "top_k": mf.TEST.TOP_K,
-            "spill_masks_to_disk": mf.TEST.SPILL_MASKS_TO_DISK,
-            "tracking_cost": tracking.matching_cost(
-                cfg.MODEL.MINVIS.MATCHING,
-                class_weight=mf.CLASS_WEIGHT,
-                mask_weight=mf.MASK_WEIGHT,
-                dice_weight=mf.DICE_WEIGHT,
-            ),
-            "supervised_matching_weight": supervised.WEIGHT if supervised.ENABLED else 0.0,
-            "supervised_matching_margin": supervised.MARGIN,
-            "precision": resolve_precision(cfg),
-            "training_precision": resolve_training_precision(cfg),
-        }
+        head = build_sem_seg_head(cfg, backbone.output_shape())
+        criterion = build_criterion(cfg, head.num_classes)
+        return {"backbone": backbone, "sem_seg_head": head, "criterion": criterion} | video_settings(cfg)
 
     @property
     def device(self) -> torch.device:
@@ -271,6 +249,32 @@ class VideoMaskFormer_frame(nn.Module):  # official name
         images = ImageList.from_tensors(normalized, self.size_divisibility)
         # [N, 3, H, W], channels-last like the convolution weights (minvis.modeling.speedups).
         return ImageList(images.tensor.contiguous(memory_format=torch.channels_last), images.image_sizes)
+
+
+def video_settings(cfg: CfgNode) -> dict:
+    """The arguments of :class:`VideoMaskFormer_frame` besides its image model and criterion
+    (the exported model's runtime, :mod:`minvis.modeling.exported`, reuses them)."""
+    mf, supervised = cfg.MODEL.MASK_FORMER, cfg.MODEL.MINVIS.SUPERVISED_MATCHING
+    return {
+        "size_divisibility": mf.SIZE_DIVISIBILITY,
+        "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+        "pixel_std": cfg.MODEL.PIXEL_STD,
+        # WINDOW_INFERENCE False: one frame per forward (official: the whole video at
+        # once, which gives the same results with a memory peak that grows with T).
+        "frames_per_forward": mf.TEST.WINDOW_SIZE if mf.TEST.WINDOW_INFERENCE else 1,
+        "top_k": mf.TEST.TOP_K,
+        "spill_masks_to_disk": mf.TEST.SPILL_MASKS_TO_DISK,
+        "tracking_cost": tracking.matching_cost(
+            cfg.MODEL.MINVIS.MATCHING,
+            class_weight=mf.CLASS_WEIGHT,
+            mask_weight=mf.MASK_WEIGHT,
+            dice_weight=mf.DICE_WEIGHT,
+        ),
+        "supervised_matching_weight": supervised.WEIGHT if supervised.ENABLED else 0.0,
+        "supervised_matching_margin": supervised.MARGIN,
+        "precision": resolve_precision(cfg),
+        "training_precision": resolve_training_precision(cfg),
+    }
 
 
 def _checked_frames(frames: Iterable[Tensor] | None) -> Iterator[Tensor]:

@@ -5,6 +5,7 @@
         [--paths default bounded streaming] [--repeats 2] [--device cuda] [--height H --width W]
     bench_inference.py precision [--config r50] [--frames 4] [--repeats 4] [--low bf16|fp16]
     bench_inference.py parity [--precision fp32 bf16]
+    bench_inference.py onnx [--config r50] [--frames 30] [--repeats 2]
     bench_inference.py gpu [--models r50 swinl] [--frames 30 120 480] [--deviation-frames 30]
 
 speed: synthetic videos at the models' test sizes, random weights (seed 0), every run in a
@@ -16,9 +17,11 @@ latency between frames). ``--official-frames`` adds the official release (``sour
 /tmp/minvis_official/env.sh``; ``../shared/official_baseline/infer_run.py``: same weights
 and frames, its CPU paths) and compares the outputs. precision: fp32 and ``--low`` on the same
 weights, alternating in one process, and their output deviation. parity: deviation from the
-official outputs of the parity fixture. gpu: ``profile_model.py msda``, ``precision --low
-fp16`` and ``speed --paths default streaming`` on ``--device``; ``--device cpu --models tiny
---frames 2 --deviation-frames 2 --repeats 1`` is its dry run (bf16).
+official outputs of the parity fixture. onnx: the model exported by
+``tools/export/export_model.py`` in ONNX Runtime beside PyTorch fp32 and bf16 (same weights,
+alternating in one process). gpu: ``profile_model.py msda``, ``precision --low fp16`` and
+``speed --paths default streaming`` on ``--device``; ``--device cpu --models tiny --frames 2
+--deviation-frames 2 --repeats 1`` is its dry run (bf16).
 """
 
 import argparse
@@ -33,16 +36,20 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import harness
 import torch
 
+from minvis.config import build_config
+from minvis.modeling.exported import build_exported_model
 from minvis.ytvis_format import encode_masks
 
 PATHS = ("default", "bounded", "streaming")
 SIDES = ("ours", "official")
 GPU_PATHS = ("default", "streaming")  # the GPU run's: the official call and the predictor's
 FIXTURE = harness.SHARED / "fixtures" / "parity_ytvis19_r50tiny_s0.pth"
+EXPORT_SCRIPT = harness.REPO / "tools" / "export" / "export_model.py"
 OFFICIAL_ENV = ("OFFICIAL_PY", "OFFICIAL_SRC", "OFFICIAL_PATH")
 OFFICIAL_RESULT = re.compile(r"RESULT seconds=[0-9.]+ per_frame_ms=([0-9.]+) peak_rss_mb=([0-9]+)")
 
@@ -133,29 +140,63 @@ def speed_table(runs: dict[tuple, list[dict]]) -> str:
     return harness.table(header, sorted(rows, key=lambda row: row[:3]))
 
 
-@torch.no_grad()
-def precision(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-    config, (height, width) = harness.config_and_size(args.config, args)
-    names, results = ("fp32", args.low), {}
-    models = {n: harness.build(config, args.device, ["MODEL.MASK_FORMER.TEST.PRECISION", n]) for n in names}
-    frames = list(harness.synthetic_frames(args.frames, height, width))
-    video = [{"image": frames, "height": height, "width": width}]
+def alternate_calls(models: dict[str, torch.nn.Module], args: argparse.Namespace, config: Path,
+                    size: tuple[int, int]) -> tuple[dict[str, list[float]], dict[str, Any]]:  # fmt: skip
+    """ms/frame of each model's default call (dense masks included) on one synthetic video, in
+    alternating runs; prints their table and returns the runs and each model's last result."""
+    frames, results = list(harness.synthetic_frames(args.frames, *size)), {}
+    video = [{"image": frames, "height": size[0], "width": size[1]}]
 
     def call(name: str) -> None:
         results[name] = models[name](video)
         results[name]["pred_masks"]  # noqa: B018  (the dense masks are part of the call)
 
-    seconds = harness.alternate({n: lambda n=n: call(n) for n in names}, args.repeats, args.device)
-    runs = {name: [1e3 * s / args.frames for s in seconds[name]] for name in names}
+    with torch.no_grad():
+        seconds = harness.alternate({n: lambda n=n: call(n) for n in models}, args.repeats, args.device)
+    runs = {name: [1e3 * s / args.frames for s in seconds[name]] for name in models}
     rows = [[name, f"{median(ms):.0f}", ", ".join(f"{m:.0f}" for m in ms)] for name, ms in runs.items()]
-    print(f"{harness.machine_line(args.device)}\n{config.name}, {args.frames} frames {height}x{width}, "
+    print(f"{harness.machine_line(args.device)}\n{config.name}, {args.frames} frames {size[0]}x{size[1]}, "
           f"{args.repeats} alternating runs\n")  # fmt: skip
-    print(harness.table(["precision", "ms/frame (median)", "runs (ms/frame)"], rows))
-    pairs = ", ".join(f"{a / b:.2f}x" for a, b in zip(*runs.values(), strict=True))
-    print(f"\n{args.low} speed-up: {median(runs['fp32']) / median(runs[args.low]):.2f}x (per pair: {pairs})")
+    print(harness.table(["model", "ms/frame (median)", "runs (ms/frame)"], rows))
+    return runs, results
+
+
+def print_speedup(runs: dict[str, list[float]], fast: str, slow: str) -> None:
+    pairs = ", ".join(f"{a / b:.2f}x" for a, b in zip(runs[slow], runs[fast], strict=True))
+    print(f"{fast} speed-up: {median(runs[slow]) / median(runs[fast]):.2f}x over {slow} (per pair: {pairs})")
+
+
+def precision(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    config, size = harness.config_and_size(args.config, args)
+    names = ("fp32", args.low)
+    models = {n: harness.build(config, args.device, ["MODEL.MASK_FORMER.TEST.PRECISION", n]) for n in names}
+    runs, results = alternate_calls(models, args, config, size)
+    print()
+    print_speedup(runs, args.low, "fp32")
     deviation = harness.compare_outputs(results[args.low], results["fp32"])
     print(f"{args.low} vs fp32 outputs: {harness.summary(deviation)}")
+
+
+def onnx(args: argparse.Namespace) -> None:
+    """The exported model in ONNX Runtime beside the PyTorch fp32 and bf16 paths, same weights."""
+    torch.set_num_threads(args.threads)
+    config, size = harness.config_and_size(args.config, args)
+    precisions = ("fp32", "bf16")
+    models = {n: harness.build(config, "cpu", ["MODEL.MASK_FORMER.TEST.PRECISION", n]) for n in precisions}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, folder = Path(tmp, "weights.pth"), Path(tmp, "exported")
+        torch.save({"model": models["fp32"].state_dict()}, weights)
+        command = [sys.executable, EXPORT_SCRIPT, "--config-file", config, "--output", folder,
+                   "--opts", "MODEL.WEIGHTS", weights]  # fmt: skip
+        subprocess.run(list(map(str, command)), check=True)
+        models["onnx"] = build_exported_model(build_config(str(folder / "config.yaml")))
+    runs, results = alternate_calls(models, args, config, size)
+    print()
+    for name in ("onnx", "bf16"):
+        print_speedup(runs, name, "fp32")
+        deviation = harness.compare_outputs(results[name], results["fp32"])
+        print(f"{name} vs fp32 outputs: {harness.summary(deviation)}")
 
 
 @torch.no_grad()
@@ -200,6 +241,8 @@ def main() -> None:
     command.add_argument("--low", choices=("bf16", "fp16"), default="bf16")
     command = commands.add_parser("parity", help="deviation from the official outputs, per precision")
     command.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    command = commands.add_parser("onnx", help="the exported model in ONNX Runtime vs PyTorch fp32 and bf16")
+    harness.add_common(command, frames=30, repeats=2)
     command = commands.add_parser("gpu", help="the CUDA run: MSDeformAttn, fp16, speed and memory")
     harness.add_common(command, frames=[30, 120, 480], repeats=3, models=True)
     command.set_defaults(models=["r50", "swinl"], device="cuda")
@@ -210,7 +253,8 @@ def main() -> None:
     elif args.command == "gpu" and args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench_inference gpu: no CUDA device here (--device cpu for a dry run)")
     elif args.command:
-        {"speed": speed, "precision": precision, "parity": parity, "gpu": gpu}[args.command](args)
+        run_command = {"speed": speed, "precision": precision, "parity": parity, "onnx": onnx, "gpu": gpu}
+        run_command[args.command](args)
     else:
         parser.print_help()
 

@@ -137,7 +137,9 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
              for level, pos in enumerate(pos_embeds)], 1,
         )  # [N, S, C]
         device = src_flatten.device
-        spatial_shapes = torch.as_tensor([src.shape[-2:] for src in srcs], dtype=torch.long, device=device)
+        # [L, 2] (H_l, W_l), size by size: torch.export keeps them symbolic (as_tensor would bake them in)
+        sizes = [torch.scalar_tensor(size, dtype=torch.long) for src in srcs for size in src.shape[-2:]]
+        spatial_shapes = torch.stack(sizes).view(len(srcs), 2).to(device)
         level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
         if masks is None:  # nothing padded: no mask to apply, every level fully valid
             mask_flatten = None

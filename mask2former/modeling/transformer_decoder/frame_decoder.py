@@ -130,17 +130,19 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
         # attention mask, at that layer's feature size. Bilinear resizing is linear, so
         # resizing the mask features once per size and taking the products there equals
         # resizing each prediction's full-size masks, for a fraction of the work.
+        # (A list per level, not a dict by size: sizes are symbolic when torch.export traces this.)
         attention_pixels = None
         if not self.training:
             resize = functools.partial(F.interpolate, mode="bilinear", align_corners=False)
-            attention_pixels = {
-                size: _pixel_rows(resize(mask_features, size=size)) for size in set(sizes)
-            }  # [N, h*w, C] per feature size
+            # [N, h*w, C] per level
+            attention_pixels = [_pixel_rows(resize(mask_features, size=size)) for size in sizes]
 
         def predict(layer: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
             # After ``layer`` layers; the last prediction needs no attention mask for a next layer.
-            size = sizes[layer % self.num_feature_levels] if layer < self.num_layers else None
-            return self._predict(queries, pixels, mask_features.shape[-2:], size, attention_pixels)
+            level = layer % self.num_feature_levels
+            size = sizes[level] if layer < self.num_layers else None
+            at_size = None if attention_pixels is None else attention_pixels[level]
+            return self._predict(queries, pixels, mask_features.shape[-2:], size, at_size)
 
         logits, masks, attn_mask = predict(0)
         aux_outputs = []
@@ -166,16 +168,16 @@ class VideoMultiScaleMaskedTransformerDecoder_frame(nn.Module):  # official name
 
     def _predict(
         self, queries: torch.Tensor, pixels: torch.Tensor, mask_size: torch.Size,
-        attn_size: torch.Size | None, attention_pixels: dict[torch.Size, torch.Tensor] | None = None,
+        attn_size: torch.Size | None, attention_pixels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
         """Class logits, mask logits and the next layer's attention mask (None without ``attn_size``)
-        from queries [Q, N, C] and the mask features as ``pixels`` [N, H*W, C]. With ``attention_pixels``
-        (inference: the mask features at each attention size) and ``attn_size``, mask logits are None."""
+        from queries [Q, N, C] and the mask features as ``pixels`` [N, H*W, C]. With ``attn_size`` and
+        ``attention_pixels`` (inference: the mask features at that size, [N, h*w, C]) mask logits are None."""
         normed = self.decoder_norm(queries).transpose(0, 1)  # [N, Q, C]
         class_logits = self.class_embed(normed)  # [N, Q, K+1]
         mask_embed = self.mask_embed(normed)  # [N, Q, mask_dim]
         if attn_size is not None and attention_pixels is not None:
-            resized = torch.matmul(mask_embed, attention_pixels[attn_size].transpose(1, 2))  # [N, Q, h*w]
+            resized = torch.matmul(mask_embed, attention_pixels.transpose(1, 2))  # [N, Q, h*w]
             return class_logits, None, self._attention_mask(resized)
         # [N, H*W, Q] viewed as [N, Q, H/4, W/4]: channels-last, which torch's CPU
         # interpolation below reads several times faster than the contiguous layout.
