@@ -34,7 +34,10 @@ def live_tensor_bytes() -> int:
     for obj in gc.get_objects():
         if isinstance(obj, torch.Tensor) and obj.device.type != "meta":
             storage = obj.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
+            try:
+                storages[storage.data_ptr()] = storage.nbytes()
+            except RuntimeError:  # no data: a fake tensor that torch.export (an earlier test) keeps
+                continue
     return sum(storages.values())
 
 
