@@ -1,5 +1,5 @@
-"""The precision benchmarks stay runnable: fp32 against bf16 on the tiny config, and the
-deviation from the official outputs on the parity fixture."""
+"""The precision benchmarks stay runnable: fp32 against bf16 and the exported model on the
+tiny config, and the deviation from the official outputs on the parity fixture."""
 
 import subprocess
 import sys
@@ -33,6 +33,16 @@ def test_tiny_run_times_both_precisions_and_compares_their_outputs() -> None:
     assert "bf16 speed-up:" in out
     deviation = out.split("bf16 vs fp32 outputs: ")[1].splitlines()[0]
     assert float(deviation.split("min mask IoU ")[1]) > 0  # the same weights: overlapping masks
+
+
+def test_tiny_run_times_the_exported_model_beside_pytorch() -> None:
+    out = run("onnx", "--config", "tiny", "--frames", "2", "--repeats", "1", "--height", "64",
+              "--width", "96")  # fmt: skip
+    assert [row[0] for row in cells(out, "| fp32", "| bf16", "| onnx")] == ["fp32", "bf16", "onnx"]
+    deviation = out.split("onnx vs fp32 outputs: ")[1].splitlines()[0]
+    assert "labels equal yes" in deviation  # the README's tolerance of the exported model
+    assert float(deviation.split("max score difference ")[1].split(",")[0]) <= 1e-4
+    assert float(deviation.split("min mask IoU ")[1]) >= 0.99
 
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason="no parity fixture")
