@@ -47,7 +47,10 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
         shapes, starts = spatial_shapes, level_start_index
         attended = self.self_attn(src + pos, reference_points, src, shapes, starts, padding_mask)
         src = self.norm1(src + self.dropout1(attended))
-        hidden = self.dropout2(F.relu_(self.linear1(src)))  # [N, S, d_ffn], in place: a fresh tensor
+        hidden = self.linear1(src)  # [N, S, d_ffn]
+        # In place only without autograd: on this view of the matmul output it would cost a
+        # full copy of the activations in the backward pass.
+        hidden = self.dropout2(F.relu(hidden, inplace=not hidden.requires_grad))
         return self.norm2(src + self.dropout3(self.linear2(hidden)))
 
 
