@@ -5,6 +5,7 @@
         [--paths default bounded streaming] [--repeats 2] [--device cuda] [--height H --width W]
     bench_inference.py precision [--config r50] [--frames 4] [--repeats 4] [--low bf16|fp16]
     bench_inference.py parity [--precision fp32 bf16]
+    bench_inference.py accuracy --config-file CFG --weights W [--low bf16|fp16] [--device cpu]
     bench_inference.py onnx [--config r50] [--frames 30] [--repeats 2]
     bench_inference.py gpu [--models r50 swinl] [--frames 30 120 480] [--deviation-frames 30]
 
@@ -17,7 +18,10 @@ latency between frames). ``--official-frames`` adds the official release (``sour
 /tmp/minvis_official/env.sh``; ``../shared/official_baseline/infer_run.py``: same weights
 and frames, its CPU paths) and compares the outputs. precision: fp32 and ``--low`` on the same
 weights, alternating in one process, and their output deviation. parity: deviation from the
-official outputs of the parity fixture. onnx: the model exported by
+official outputs of the parity fixture. accuracy: a trained model's AP on its test videos
+in fp32 and ``--low`` (``train_net.py --eval-only`` for each, as a user runs it; the datasets
+where ``DETECTRON2_DATASETS`` says), and every fp32 track paired with one of ``--low``.
+onnx: the model exported by
 ``tools/export/export_model.py`` in ONNX Runtime beside PyTorch fp32 and bf16 (same weights,
 alternating in one process). gpu: ``profile_model.py msda``, ``precision --low fp16`` and
 ``speed --paths default streaming`` on ``--device``; ``--device cpu --models tiny --frames 2
@@ -39,7 +43,9 @@ from statistics import median
 from typing import Any
 
 import harness
+import numpy as np
 import torch
+from pycocotools import mask as mask_util
 
 from minvis.config import build_config
 from minvis.modeling.exported import build_exported_model
@@ -178,6 +184,54 @@ def precision(args: argparse.Namespace) -> None:
     print(f"{args.low} vs fp32 outputs: {harness.summary(deviation)}")
 
 
+def video_results(predictions: list[dict]) -> dict[int, dict[str, list]]:
+    """``results.json`` predictions as one dense result per video (masks [T, H, W] bool)."""
+    videos: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for prediction in predictions:
+        segmentations = prediction["segmentations"]
+        height, width = next(s["size"] for s in segmentations if s)
+        empty = np.zeros((height, width), np.uint8)
+        masks = np.stack([mask_util.decode(s) if s else empty for s in segmentations]).astype(bool)
+        video = videos[prediction["video_id"]]
+        video["pred_scores"].append(prediction["score"])
+        video["pred_labels"].append(prediction["category_id"])
+        video["pred_masks"].append(masks)
+    return videos
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    evaluated = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("fp32", args.low):
+            out = Path(tmp, name)
+            command = [sys.executable, harness.REPO / "train_net.py", "--config-file", args.config_file,
+                       "--eval-only", "MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", args.device,
+                       "MODEL.MASK_FORMER.TEST.PRECISION", name, "OUTPUT_DIR", out]  # fmt: skip
+            done = subprocess.run(list(map(str, command)), cwd=harness.REPO, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"bench_inference accuracy: --eval-only in {name} failed:\n{done.stderr[-3000:]}")
+            metrics = json.loads((out / "inference" / "metrics.json").read_text())
+            predictions = json.loads((out / "inference" / "results.json").read_text())
+            evaluated[name] = (metrics, video_results(predictions))
+    print(f"{harness.machine_line(args.device)}\n{args.config_file}, {args.weights}\n")
+    keys = ("AP", "AP50", "AP75")
+    rows = [[name, *(f"{100 * metrics[k]:.2f}" for k in keys)] for name, (metrics, _) in evaluated.items()]
+    print(harness.table(["precision", *keys], rows))
+    low, reference = evaluated[args.low][1], evaluated["fp32"][1]
+    for threshold in (0.0, 0.5):  # all tracks (each video's top ones), then the confident ones
+        pairs = [
+            pair
+            for video, result in reference.items()
+            for pair, score in zip(harness.pair_instances(result, low[video]), result["pred_scores"])
+            if score >= threshold
+        ]
+        ious = np.array([iou for _, _, iou in pairs])
+        print(f"\nfp32 tracks scoring >= {threshold} ({len(pairs)} in {len(reference)} videos) vs "
+              f"{args.low}: same label {100 * np.mean([same for same, _, _ in pairs]):.1f}%, mask IoU median "
+              f"{np.median(ious):.3f}, min {ious.min():.3f}, >= 0.9 for {100 * np.mean(ious >= 0.9):.1f}%, "
+              f"max score difference {max(difference for _, difference, _ in pairs):.3f}")  # fmt: skip
+
+
 def onnx(args: argparse.Namespace) -> None:
     """The exported model in ONNX Runtime beside the PyTorch fp32 and bf16 paths, same weights."""
     torch.set_num_threads(args.threads)
@@ -241,6 +295,11 @@ def main() -> None:
     command.add_argument("--low", choices=("bf16", "fp16"), default="bf16")
     command = commands.add_parser("parity", help="deviation from the official outputs, per precision")
     command.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    command = commands.add_parser("accuracy", help="a trained model's AP and tracks, fp32 against --low")
+    command.add_argument("--config-file", required=True, help="the model's config (the test datasets)")
+    command.add_argument("--weights", required=True)
+    command.add_argument("--low", choices=("bf16", "fp16"), default="bf16")
+    command.add_argument("--device", default="cpu")
     command = commands.add_parser("onnx", help="the exported model in ONNX Runtime vs PyTorch fp32 and bf16")
     harness.add_common(command, frames=30, repeats=2)
     command = commands.add_parser("gpu", help="the CUDA run: MSDeformAttn, fp16, speed and memory")
@@ -254,6 +313,7 @@ def main() -> None:
         sys.exit("bench_inference gpu: no CUDA device here (--device cpu for a dry run)")
     elif args.command:
         run_command = {"speed": speed, "precision": precision, "parity": parity, "onnx": onnx, "gpu": gpu}
+        run_command["accuracy"] = accuracy
         run_command[args.command](args)
     else:
         parser.print_help()

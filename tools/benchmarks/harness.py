@@ -141,19 +141,34 @@ def run_worker(script: str, payload: dict[str, Any], env: dict[str, str] | None 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare_outputs(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    """Two video results (``pred_scores, pred_labels, pred_masks``), instances paired by label,
-    then nearest score: labels equal, max score difference, min mask IoU."""
-    unmatched, score_diff, min_iou = list(range(len(reference["pred_scores"]))), 0.0, 1.0
+def pair_instances(ours: dict[str, Any], reference: dict[str, Any]) -> list[tuple[bool, float, float]]:
+    """Each instance of two video results (``pred_scores, pred_labels, pred_masks``) paired with
+    one of ``reference``: the same label if one is left, then the largest mask IoU, then the
+    nearest score. Returns (same label, score difference, mask IoU) per pair."""
+
+    def iou(mask: Any, other: Any) -> float:
+        union = (mask | other).sum().item()
+        return 1.0 if union == 0 else (mask & other).sum().item() / union
+
+    unmatched, pairs = list(range(len(reference["pred_scores"]))), []
     for score, label, mask in zip(ours["pred_scores"], ours["pred_labels"], ours["pred_masks"], strict=True):
         same = [j for j in unmatched if reference["pred_labels"][j] == label] or unmatched
-        j = min(same, key=lambda j: abs(reference["pred_scores"][j] - score))
+        ious = {j: iou(mask, reference["pred_masks"][j]) for j in same}
+        j = max(same, key=lambda j: (ious[j], -abs(reference["pred_scores"][j] - score)))
         unmatched.remove(j)
-        union = (mask | reference["pred_masks"][j]).sum().item()
-        iou = 1.0 if union == 0 else (mask & reference["pred_masks"][j]).sum().item() / union
-        score_diff, min_iou = max(score_diff, abs(reference["pred_scores"][j] - score)), min(min_iou, iou)
-    labels_equal = sorted(ours["pred_labels"]) == sorted(reference["pred_labels"])
-    return {"labels equal": labels_equal, "max score difference": score_diff, "min mask IoU": min_iou}
+        difference = abs(reference["pred_scores"][j] - score)
+        pairs.append((reference["pred_labels"][j] == label, difference, ious[j]))
+    return pairs
+
+
+def compare_outputs(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """Two video results: labels equal, max score difference, min mask IoU (see :func:`pair_instances`)."""
+    pairs = pair_instances(ours, reference)
+    return {
+        "labels equal": sorted(ours["pred_labels"]) == sorted(reference["pred_labels"]),
+        "max score difference": max((p[1] for p in pairs), default=0.0),
+        "min mask IoU": min((p[2] for p in pairs), default=1.0),
+    }
 
 
 def cell(value: object) -> str:
