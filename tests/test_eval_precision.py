@@ -108,7 +108,7 @@ def test_declared_islands(parity_models) -> None:
     attention = _attention_layers(model)
     assert attention
     projections = [p for m in attention for p in (m.sampling_offsets, m.attention_weights)]
-    assert model.float32_islands(torch.bfloat16) == [head.predictor, *projections]
+    assert model.float32_islands(torch.bfloat16) == projections
     # The official float16 evaluation and training (the official AMP): the pixel decoder.
     assert model.float32_islands(torch.float16) == [head.pixel_decoder]
     model.train()
@@ -175,8 +175,8 @@ def test_bf16_runs_the_network_low_and_the_islands_float32(
         spy.remove()
     assert spy.outputs["backbone"] == {torch.bfloat16}  # the network did run in bfloat16
     assert spy.outputs["value_proj"] == {torch.bfloat16}
-    # The islands: decoder outputs (class logits, masks, embeddings) and the sampling's inputs.
-    assert spy.outputs["predictor"] == {torch.float32}
+    assert torch.bfloat16 in spy.outputs["predictor"]  # the decoder too
+    # The islands: the sampling's inputs; the outputs tracking compares are float32 again.
     assert spy.outputs["sampling_offsets"] == spy.outputs["attention_weights"] == {torch.float32}
     assert spy.sampling == {(torch.float32,) * 4}
     assert all(o.logits.dtype == o.masks.dtype == o.embds.dtype == torch.float32 for o in outputs)

@@ -135,14 +135,14 @@ class VideoMaskFormer_frame(nn.Module):  # official name
           code runs it.
         * bfloat16 inference: the projections that give deformable attention its sampling
           offsets and weights (a bfloat16 location would be off by up to a quarter pixel
-          on an 80-pixel-wide level) and the transformer decoder (its 100-query matmuls
-          gain little from bfloat16, and the embeddings that tracking compares stay exact).
+          on an 80-pixel-wide level). The outputs that tracking compares are float32
+          again (:meth:`frame_outputs`).
         """
         head = self.sem_seg_head
         if self.training or dtype == torch.float16:
             return [head.pixel_decoder]
         attention = [m for m in head.pixel_decoder.modules() if isinstance(m, MSDeformAttn)]
-        return [head.predictor] + [p for m in attention for p in (m.sampling_offsets, m.attention_weights)]
+        return [p for m in attention for p in (m.sampling_offsets, m.attention_weights)]
 
     def _network(self, images: Tensor) -> dict:
         """Backbone + head on ``[N, 3, H, W]`` images, in the precision of the one setting:
