@@ -1,4 +1,4 @@
-"""The CUDA benchmark stays runnable: its CPU dry run prints all three parts.
+"""The CUDA benchmark stays runnable: its CPU dry run prints every part.
 
 No GPU here; ``--device cpu`` runs the same code (bfloat16 instead of float16).
 """
@@ -13,7 +13,7 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "tools" / "benchmarks" / "benc
 def test_cpu_dry_run_prints_every_part() -> None:
     command = [
         sys.executable, str(BENCHMARK), "gpu", "--device", "cpu", "--models", "tiny", "--frames", "2",
-        "--deviation-frames", "2", "--repeats", "1",
+        "--deviation-frames", "2", "--repeats", "1", "--train-steps", "1",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -28,3 +28,6 @@ def test_cpu_dry_run_prints_every_part() -> None:
     speed = [row for row in rows if row[:2] == ["this project", "tiny"]]
     assert {row[2] for row in speed} == {"default", "streaming"}
     assert all(float(row[4]) > 0 and float(row[5]) > 0 for row in speed)  # s/frame, peak RSS MB
+    training = [row for row in rows if row[0] == "tiny" and row[3] == "cpu"]
+    assert [row[4] for row in training] == ["no", "yes"]  # a training step without, then with AMP
+    assert all(float(row[6]) > 0 for row in training)  # s / step

@@ -8,6 +8,7 @@
     bench_inference.py accuracy --config-file CFG --weights W [--low bf16|fp16] [--device cpu]
     bench_inference.py onnx [--config r50] [--frames 30] [--repeats 2]
     bench_inference.py gpu [--models r50 swinl] [--frames 30 120 480] [--deviation-frames 30]
+        [--train-steps 10]
 
 speed: synthetic videos at the models' test sizes, random weights (seed 0), every run in a
 fresh process (its own peak RSS), rounds alternating, medians. Paths: ``default``, the
@@ -23,9 +24,10 @@ in fp32 and ``--low`` (``train_net.py --eval-only`` for each, as a user runs it;
 where ``DETECTRON2_DATASETS`` says), and every fp32 track paired with one of ``--low``.
 onnx: the model exported by
 ``tools/export/export_model.py`` in ONNX Runtime beside PyTorch fp32 and bf16 (same weights,
-alternating in one process). gpu: ``profile_model.py msda``, ``precision --low fp16`` and
-``speed --paths default streaming`` on ``--device``; ``--device cpu --models tiny --frames 2
---deviation-frames 2 --repeats 1`` is its dry run (bf16).
+alternating in one process). gpu: ``profile_model.py msda``, ``precision --low fp16``,
+``speed --paths default streaming``, and ``bench_training.py`` of the first model without
+and with AMP, on ``--device``; ``--device cpu --models tiny --frames 2 --deviation-frames 2
+--repeats 1 --train-steps 1`` is its dry run (bf16).
 """
 
 import argparse
@@ -271,15 +273,19 @@ def parity(args: argparse.Namespace) -> None:
 
 
 def gpu(args: argparse.Namespace) -> None:
-    common = ["--device", args.device, "--threads", args.threads, "--repeats", args.repeats]
+    device = ["--device", args.device, "--threads", args.threads]
+    common = [*device, "--repeats", args.repeats]
     size = [f"--{key}={getattr(args, key)}" for key in ("height", "width") if getattr(args, key)]
     low = "fp16" if args.device.startswith("cuda") else "bf16"
-    msda = [Path(__file__).with_name("profile_model.py"), "msda", "--batch-sizes", 1]
-    precision = [__file__, "precision", "--low", low, "--config", args.models[0], *size, "--frames"]
-    speed = [__file__, "speed", "--models", *args.models, "--paths", *GPU_PATHS, *size, "--frames"]
-    for command in (msda, [*precision, args.deviation_frames], [*speed, *args.frames]):
+    msda = [Path(__file__).with_name("profile_model.py"), "msda", "--batch-sizes", 1, *common]
+    precision = [__file__, "precision", "--low", low, "--config", args.models[0], *size, *common]
+    speed = [__file__, "speed", "--models", *args.models, "--paths", *GPU_PATHS, *size, *common]
+    training = [Path(__file__).with_name("bench_training.py"), "--models", args.models[0], *device,
+                "--warmup", 1, "--iters", args.train_steps]  # fmt: skip
+    for command in (msda, [*precision, "--frames", args.deviation_frames], [*speed, "--frames", *args.frames],
+                    [*training, "--no-amp"], [*training, "--amp"]):  # fmt: skip
         print(flush=True)
-        subprocess.run([sys.executable, *map(str, [*command, *common])], check=True)
+        subprocess.run([sys.executable, *map(str, command)], check=True)
 
 
 def main() -> None:
@@ -306,6 +312,7 @@ def main() -> None:
     harness.add_common(command, frames=[30, 120, 480], repeats=3, models=True)
     command.set_defaults(models=["r50", "swinl"], device="cuda")
     command.add_argument("--deviation-frames", type=int, default=30)
+    command.add_argument("--train-steps", type=int, default=10, help="timed training steps, fp32 and AMP")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(measure(**json.loads(args.worker))))
