@@ -131,15 +131,15 @@ class VideoMaskFormer_frame(nn.Module):  # official name
     def float32_islands(self, dtype: torch.dtype) -> list[nn.Module]:
         """The parts that run in float32 when the network runs under autocast to ``dtype``.
 
-        * Training, and float16 (the official AMP): the pixel decoder, as the official
-          code runs it.
-        * bfloat16 inference: the projections that give deformable attention its sampling
-          offsets and weights (a bfloat16 location would be off by up to a quarter pixel
-          on an 80-pixel-wide level). The outputs that tracking compares are float32
-          again (:meth:`frame_outputs`).
+        * float16 (the official AMP, training and evaluation): the pixel decoder, as the
+          official code runs it (float16's range is narrow).
+        * bfloat16 (CPU training, or the precision setting): the projections that give
+          deformable attention its sampling offsets and weights (a bfloat16 location would
+          be off by up to a quarter pixel on an 80-pixel-wide level). The losses take
+          float32 outputs, and so does tracking (:meth:`frame_outputs`).
         """
         head = self.sem_seg_head
-        if self.training or dtype == torch.float16:
+        if dtype == torch.float16:
             return [head.pixel_decoder]
         attention = [m for m in head.pixel_decoder.modules() if isinstance(m, MSDeformAttn)]
         return [p for m in attention for p in (m.sampling_offsets, m.attention_weights)]
