@@ -3,19 +3,31 @@
 
     python tools/benchmarks/bench_training.py [--models tiny r50] [--batch B] [--warmup W]
         [--iters N] [--device cpu|cuda] [--threads T] [--amp | --no-amp]
+    python tools/benchmarks/bench_training.py --vs-official [--rounds 2]
 
 From scratch on 8 synthetic videos of 4 frames: ``tiny`` (160x128 frames; 8 per step, 3
 untimed + 10 timed steps) and ``r50`` (the official R50 config at 640x360; 2 frames, 1 + 3).
 A step of the project's ``Trainer`` with ``SOLVER.AMP.ENABLED`` as configured (R50 on, tiny
 off) or as ``--amp``/``--no-amp`` set it (float16 on CUDA, bfloat16 on a CPU), each model
 in a fresh process (its own peak RSS, data-loader workers apart).
+
+``--vs-official``: the official release's training step beside this project's, fp32 and
+bf16 (``source /tmp/minvis_official/env.sh`` first; ``../shared/official_baseline/``):
+``train_step_run.py`` run by each release's Python from its own source tree (the R50
+YouTube-VIS 2019 config, random weights, 1 video x 2 frames at 384x640, AdamW, 1 untimed +
+2 timed steps, 2 threads), the three alternating for ``--rounds`` rounds; medians.
 """
 
 import argparse
 import json
+import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import harness
 import torch
@@ -54,6 +66,45 @@ def measure(model: str, batch: int, warmup: int, iters: int, device: str, amp: l
     }
 
 
+STEP_RUN = Path(__file__).with_name("train_step_run.py")
+STEP_RESULT = re.compile(r"RESULT s_per_step=([0-9.]+) peak_rss_mb=([0-9]+)")
+STEP_CONFIG = "configs/youtubevis_2019/video_maskformer2_R50_bs32_8ep_frame.yaml"
+
+
+def step_run(official: bool, amp: bool) -> tuple[float, float]:
+    """Seconds per step and peak RSS MB of one ``train_step_run.py`` process."""
+    source = Path(os.environ["OFFICIAL_SRC"] if official else harness.REPO)
+    python = os.environ["OFFICIAL_PY"] if official else sys.executable
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    if official:
+        env["PYTHONPATH"] = os.environ["OFFICIAL_PATH"]
+    args = [STEP_CONFIG, 2, 384, 640, "INPUT.SAMPLING_FRAME_NUM", 2, "SOLVER.AMP.ENABLED", amp]
+    command = [python, *map(str, [STEP_RUN, *args])]
+    done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
+    match = STEP_RESULT.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        sys.exit(f"bench_training: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return float(match.group(1)), float(match.group(2))
+
+
+def vs_official(rounds: int) -> None:
+    if not {"OFFICIAL_PY", "OFFICIAL_SRC", "OFFICIAL_PATH"} <= set(os.environ):
+        sys.exit("bench_training --vs-official: source /tmp/minvis_official/env.sh first")
+    sides = {"official release, fp32": (True, False), "this project, fp32": (False, False),
+             "this project, bf16 autocast": (False, True)}  # fmt: skip
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, (official, amp) in sides.items():
+            runs[name].append(step_run(official, amp))
+    print(f"{harness.machine_line()}; {STEP_CONFIG}, 2 frames at 384x640, {rounds} alternating rounds\n")
+    reference, rows = median(s for s, _ in runs["official release, fp32"]), []
+    for name, measured in runs.items():
+        seconds, peak = [s for s, _ in measured], max(m for _, m in measured)
+        rows.append([name, f"{median(seconds):.2f}", ", ".join(f"{s:.2f}" for s in seconds),
+                     f"{reference / median(seconds):.2f}x", f"{peak:.0f}"])  # fmt: skip
+    print(harness.table(["code", "s/step (median)", "rounds", "speed vs official", "peak RSS MB"], rows))
+
+
 def main() -> None:
     parser = harness.make_parser(__doc__)
     parser.add_argument("--models", nargs="+", choices=sorted(SETTINGS), default=["tiny", "r50"])
@@ -62,8 +113,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="SOLVER.AMP.ENABLED")
+    parser.add_argument("--vs-official", action="store_true", help="the official release's step beside ours")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of --vs-official")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.vs_official:
+        vs_official(args.rounds)
+        return
     if min(args.iters or 1, args.batch or 1, 1 + (args.warmup or 0)) < 1:
         parser.error("--iters and --batch must be >= 1, --warmup >= 0")
     if args.worker:
