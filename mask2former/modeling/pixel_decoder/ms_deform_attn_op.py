@@ -1,8 +1,9 @@
 """Multi-scale deformable attention sampling: compiled kernels or pure-PyTorch fallback.
 
-Two compiled kernels: this project's CPU inference kernel (``csrc/ms_deform_attn_cpu.cpp``,
-built by ``pip install``: float32, forward only, vectorised, about 3x faster than the
-package's CPU kernel) and the PyPI package ``torch-ms-deform-attn`` (CPU, CUDA and MPS,
+Two compiled kernels: this project's CPU kernel (``csrc/ms_deform_attn_cpu.cpp``, built by
+``pip install``: float32, vectorised, 3-4x faster than the package's CPU kernel; forward and
+backward for :func:`ms_deform_attn_from_offsets`, the layer's call, forward only for
+:func:`ms_deform_attn`) and the PyPI package ``torch-ms-deform-attn`` (CPU, CUDA and MPS,
 with gradients). The fallback samples every level with ``F.grid_sample`` (bilinear, zero
 padding, ``align_corners=False``), which is what the kernels compute. The environment
 variable ``MINVIS_MSDA_IMPL`` chooses:
@@ -12,9 +13,9 @@ variable ``MINVIS_MSDA_IMPL`` chooses:
 - ``compiled``: a compiled kernel, failing loudly if none can be used;
 - ``pytorch``: the fallback.
 
-"A compiled kernel" is this project's CPU kernel for float32 CPU calls that need no
-gradient, the package's kernel for everything else it supports. The ``impl`` argument of
-:func:`ms_deform_attn` overrides the environment variable.
+"A compiled kernel" is this project's CPU kernel for float32 CPU calls (of :func:`ms_deform_attn`
+only those that need no gradient), the package's kernel for everything else it supports. The
+``impl`` argument of :func:`ms_deform_attn` overrides the environment variable.
 """
 
 import logging
@@ -22,6 +23,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import FunctionCtx
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +64,12 @@ def cpu_kernel_available() -> bool:
     return _cpu_kernel is not None
 
 
-def _cpu_kernel_applies(*tensors: torch.Tensor) -> bool:
-    """The CPU kernel computes float32 CPU calls without gradients (``tensors``: its inputs)."""
+def _cpu_kernel_applies(*tensors: torch.Tensor, differentiable: bool = False) -> bool:
+    """The CPU kernel computes float32 CPU calls (``tensors``: its inputs), those that need
+    gradients only where it has a backward pass (``differentiable``: the from-offsets op)."""
     if _cpu_kernel is None:
         return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if not differentiable and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
@@ -99,15 +102,18 @@ def ms_deform_attn_pytorch(
     return output.transpose(1, 2).contiguous()  # [N, Q, M*D]
 
 
-def _resolve_impl(impl: str | None, value: torch.Tensor, *sampling: torch.Tensor) -> str:
+def _resolve_impl(
+    impl: str | None, value: torch.Tensor, *sampling: torch.Tensor, differentiable: bool = False
+) -> str:
     """``cpu_kernel``, ``package`` or ``pytorch`` for a call on ``value`` and the float
-    tensors that say where and how much to sample."""
+    tensors that say where and how much to sample (``differentiable``: as for
+    :func:`_cpu_kernel_applies`)."""
     choice = (impl or os.environ.get(IMPL_ENV_VAR, "auto")).lower()
     if choice not in IMPLEMENTATIONS:
         raise ValueError(f"{IMPL_ENV_VAR}/impl must be one of {IMPLEMENTATIONS}, got {choice!r}")
     if choice == "pytorch":
         return choice
-    if _cpu_kernel_applies(value, *sampling):
+    if _cpu_kernel_applies(value, *sampling, differentiable=differentiable):
         return "cpu_kernel"
     if compiled_available(value.device) and value.dtype in _COMPILED_DTYPES:
         return "package"
@@ -159,10 +165,34 @@ def ms_deform_attn_from_offsets(
     [N, Q, M, L, P, 2] (already divided by each level's (W, H)) with weights softmax(``attention_logits``
     [N, Q, M, L, P]) over each query and head's L x P (this project's CPU kernel does both itself)."""
     tensors = (value, reference_points, sampling_offsets, attention_logits)
-    if _resolve_impl(impl, *tensors) == "cpu_kernel":
+    if _resolve_impl(impl, *tensors, differentiable=True) == "cpu_kernel":
         return torch.ops.minvis.ms_deform_attn_cpu_from_offsets(
             value, spatial_shapes, level_start_index, reference_points, sampling_offsets, attention_logits
         )
     locations = reference_points[:, :, None, :, None, :] + sampling_offsets  # [N, Q, M, L, P, 2]
     weights = _softmax_last(attention_logits.flatten(-2)).view_as(attention_logits)  # over levels x points
     return ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights, im2col_step, impl)
+
+
+def _from_offsets_setup_context(
+    ctx: FunctionCtx, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+) -> None:
+    ctx.save_for_backward(*inputs)  # all six: the backward recomputes the softmax and the corners
+
+
+def _from_offsets_backward(ctx: FunctionCtx, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """grad_output [N, Q, M*D] -> gradients of the CPU kernel's inputs: value, reference points,
+    offsets and logits (None for the level metadata)."""
+    grad_value, grad_offsets, grad_logits = torch.ops.minvis.ms_deform_attn_cpu_from_offsets_backward(
+        grad_output, *ctx.saved_tensors
+    )
+    # Each reference point [N, Q, L, 2] moves all its heads' and points' samples.
+    grad_reference = grad_offsets.sum((2, 4)) if ctx.needs_input_grad[3] else None
+    return grad_value, None, None, grad_reference, grad_offsets, grad_logits
+
+
+if _cpu_kernel is not None:
+    torch.library.register_autograd(
+        "minvis::ms_deform_attn_cpu_from_offsets", _from_offsets_backward,
+        setup_context=_from_offsets_setup_context,
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-// Multi-scale deformable attention on CPU, forward only (inference).
+// Multi-scale deformable attention on CPU, float32.
 //
 // For each query and head: sample every level's value map at the query's points
 // (bilinear, zero padding, align_corners=False, as grid_sample), weight the samples by
@@ -7,9 +7,14 @@
 // then summed over the head's channels 32 at a time in vector registers (GCC/Clang vector
 // types); on x86-64 Linux that loop is compiled for AVX-512, AVX2 and the baseline, chosen
 // when the library loads. Other compilers do not build it (setup.py then skips the kernel).
-// Two ops: from sampling locations and weights (the usual interface), and from the
-// layer's reference points, scaled offsets and attention logits (adds the offsets and
-// takes the softmax on the fly instead of in separate passes over [N, Q, M, L, P]).
+// Two ops: from sampling locations and weights (the usual interface, forward only), and
+// from the layer's reference points, scaled offsets and attention logits (adds the offsets
+// and takes the softmax on the fly instead of in separate passes over [N, Q, M, L, P]),
+// which has a backward op for training: per query and head, each sample's corners in turn
+// give the dot product of the output gradient with the corner's value row (for the
+// gradients of the sample's location and attention logit) and add their share of the
+// output gradient to grad_value's row (the same vector types and ISA choice); parallel
+// over images and heads, which write disjoint parts of grad_value.
 
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
@@ -46,6 +51,22 @@ inline void store16(float *target, Floats16 vector) {
   std::memcpy(target, &vector, sizeof vector);
 }
 
+typedef float Floats8 __attribute__((vector_size(32)));
+typedef float Floats4 __attribute__((vector_size(16)));
+
+// The sum of the 16 lanes, halving the vector (no -ffast-math to reassociate a plain loop).
+inline float horizontal_sum(Floats16 vector) {
+  Floats8 low8, high8;
+  std::memcpy(&low8, &vector, sizeof low8);
+  std::memcpy(&high8, reinterpret_cast<const char *>(&vector) + sizeof low8, sizeof high8);
+  const Floats8 sum8 = low8 + high8;
+  Floats4 low4, high4;
+  std::memcpy(&low4, &sum8, sizeof low4);
+  std::memcpy(&high4, reinterpret_cast<const char *>(&sum8) + sizeof low4, sizeof high4);
+  const Floats4 sum4 = low4 + high4;
+  return (sum4[0] + sum4[2]) + (sum4[1] + sum4[3]);
+}
+
 // out[c] = sum_k corners[k].weight * corners[k].row[c], 32 channels per pass over the
 // corners (two independent sums in registers), then 16, then one at a time.
 MINVIS_ISA_CLONES
@@ -77,29 +98,134 @@ struct Level {
   int64_t height, width, start;
 };
 
+// Where the sample at (x, y) in [0, 1] of a level falls: the map positions of its four
+// corners and their weights, wx[i] * wy[j] for column x0 + i and row y0 + j.
+struct Bilinear {
+  int64_t x0, y0;
+  float wx[2], wy[2];
+
+  // False when no corner is in the map (the sample is zero).
+  bool locate(const Level &level, float x, float y) {
+    // grid_sample, align_corners=False: pixel centres at (i + 0.5) / size.
+    const float px = x * static_cast<float>(level.width) - 0.5f;
+    const float py = y * static_cast<float>(level.height) - 0.5f;
+    if (!(px > -1.0f && px < level.width && py > -1.0f && py < level.height)) return false;
+    // floor() by truncation, valid above -1 (std::floor is a library call without SSE4.1).
+    x0 = static_cast<int64_t>(px + 1.0f) - 1;
+    y0 = static_cast<int64_t>(py + 1.0f) - 1;
+    const float dx = px - static_cast<float>(x0), dy = py - static_cast<float>(y0);
+    wx[0] = 1.0f - dx, wx[1] = dx;
+    wy[0] = 1.0f - dy, wy[1] = dy;
+    return true;
+  }
+
+  // The map position of corner (i, j), or -1 outside the map.
+  int64_t position(const Level &level, int64_t i, int64_t j) const {
+    const int64_t xx = x0 + i, yy = y0 + j;
+    if (xx < 0 || xx >= level.width || yy < 0 || yy >= level.height) return -1;
+    return level.start + yy * level.width + xx;
+  }
+};
+
 // Appends the in-map corners of the sample at (x, y) in [0, 1] of `level`.
 inline void add_sample_corners(const float *head_values, int64_t row_stride, const Level &level,
                                float x, float y, float attention, Corner *&next) {
-  // grid_sample, align_corners=False: pixel centres at (i + 0.5) / size.
-  const float px = x * static_cast<float>(level.width) - 0.5f;
-  const float py = y * static_cast<float>(level.height) - 0.5f;
-  if (!(px > -1.0f && px < level.width && py > -1.0f && py < level.height)) return;
-  // floor() by truncation, valid above -1 (std::floor is a library call without SSE4.1).
-  const int64_t x0 = static_cast<int64_t>(px + 1.0f) - 1;
-  const int64_t y0 = static_cast<int64_t>(py + 1.0f) - 1;
-  const float dx = px - static_cast<float>(x0), dy = py - static_cast<float>(y0);
-  const float wx[2] = {1.0f - dx, dx};
-  const float wy[2] = {1.0f - dy, dy};
+  Bilinear bilinear;
+  if (!bilinear.locate(level, x, y)) return;
   for (int64_t j = 0; j < 2; ++j) {
-    const int64_t yy = y0 + j;
-    if (yy < 0 || yy >= level.height) continue;
     for (int64_t i = 0; i < 2; ++i) {
-      const int64_t xx = x0 + i;
-      if (xx < 0 || xx >= level.width) continue;
-      const int64_t position = level.start + yy * level.width + xx;
-      *next++ = Corner{head_values + position * row_stride, wx[i] * wy[j] * attention};
+      const int64_t position = bilinear.position(level, i, j);
+      if (position < 0) continue;
+      *next++ = Corner{head_values + position * row_stride,
+                       bilinear.wx[i] * bilinear.wy[j] * attention};
     }
   }
+}
+
+// attention[s] = softmax(logits)[s] over the `count` logits, numerically stable.
+inline void softmax(const float *logits, int64_t count, float *attention) {
+  const float largest = *std::max_element(logits, logits + count);
+  float sum = 0.0f;
+  for (int64_t s = 0; s < count; ++s) sum += attention[s] = std::exp(logits[s] - largest);
+  for (int64_t s = 0; s < count; ++s) attention[s] /= sum;
+}
+
+// Asks for the cache lines of floats [data, data + count) before they are read.
+inline void prefetch(const float *data, int64_t count) {
+  for (int64_t i = 0; i < count; i += 16) __builtin_prefetch(data + i);
+  __builtin_prefetch(data + count - 1);
+}
+
+// Returns sum_c grad[c] * row[c] and adds weight * grad[c] to grad_row[c], 16 channels at
+// a time, then one at a time.
+inline float dot_and_add(float *grad_row, const float *row, const float *grad, float weight,
+                         int64_t channels) {
+  Floats16 products = {};
+  int64_t c0 = 0;
+  for (; c0 + 16 <= channels; c0 += 16) {
+    const Floats16 g = load16(grad + c0);
+    products += g * load16(row + c0);
+    store16(grad_row + c0, load16(grad_row + c0) + weight * g);
+  }
+  float dot = horizontal_sum(products);
+  for (; c0 < channels; ++c0) {
+    dot += grad[c0] * row[c0];
+    grad_row[c0] += weight * grad[c0];
+  }
+  return dot;
+}
+
+// One image and head of the from-offsets op's input and gradient: value[n, :, m] and
+// grad_value[n, :, m] as S contiguous rows of `channels` floats; the levels and points.
+struct HeadBackward {
+  const float *values;
+  float *grad_values;
+  int64_t channels;
+  const std::vector<Level> &levels;
+  int64_t points;
+};
+
+// The backward of one query and head: grad_output's `grad` [D], `reference` [L, 2],
+// `offsets` [L, P, 2] and `logits` [L, P] -> grad_offsets [L, P, 2], grad_logits [L, P]
+// and the corners' grad_value rows (+=); `attention`: room for L x P floats.
+MINVIS_ISA_CLONES
+void query_backward(const HeadBackward &head, const float *grad, const float *reference,
+                    const float *offsets, const float *logits, float *grad_offsets,
+                    float *grad_logits, float *attention) {
+  const int64_t levels = static_cast<int64_t>(head.levels.size()), samples = levels * head.points;
+  softmax(logits, samples, attention);
+  float mean = 0.0f;  // of d loss / d attention, under the attention weights
+  for (int64_t l = 0, s = 0; l < levels; ++l) {
+    const Level &level = head.levels[l];
+    for (int64_t p = 0; p < head.points; ++p, ++s) {
+      // d loss / d attention[s] = grad . sample; d loss / d (px, py) / attention[s].
+      float by_attention = 0.0f, by_px = 0.0f, by_py = 0.0f;
+      Bilinear bilinear;
+      if (bilinear.locate(level, reference[2 * l] + offsets[2 * s],
+                          reference[2 * l + 1] + offsets[2 * s + 1])) {
+        for (int64_t j = 0; j < 2; ++j) {
+          for (int64_t i = 0; i < 2; ++i) {
+            const int64_t position = bilinear.position(level, i, j);
+            if (position < 0) continue;
+            const float weight = bilinear.wx[i] * bilinear.wy[j];
+            const float dot = dot_and_add(head.grad_values + position * head.channels,
+                                          head.values + position * head.channels, grad,
+                                          weight * attention[s], head.channels);
+            by_attention += weight * dot;
+            // d wx[0] / d px = -1, d wx[1] / d px = 1; the same for wy and py.
+            by_px += (i ? bilinear.wy[j] : -bilinear.wy[j]) * dot;
+            by_py += (j ? bilinear.wx[i] : -bilinear.wx[i]) * dot;
+          }
+        }
+      }
+      grad_logits[s] = by_attention;  // until the softmax's Jacobian below
+      mean += attention[s] * by_attention;
+      // px = x * W - 0.5, py = y * H - 0.5.
+      grad_offsets[2 * s] = attention[s] * by_px * static_cast<float>(level.width);
+      grad_offsets[2 * s + 1] = attention[s] * by_py * static_cast<float>(level.height);
+    }
+  }
+  for (int64_t s = 0; s < samples; ++s) grad_logits[s] = attention[s] * (grad_logits[s] - mean);
 }
 
 // The levels' (H, W, start), checked against value's S positions.
@@ -162,11 +288,8 @@ at::Tensor sample_and_sum(const at::Tensor &value, const std::vector<Level> &lev
         const float *head_values = value_data + n * total * row_stride + m * channels;
         const int64_t sample0 = (nq * heads + m) * samples;
         const float *head_weights = weight_data + sample0;
-        if (kFromOffsets) {  // numerically stable softmax over the L x P logits
-          const float largest = *std::max_element(head_weights, head_weights + samples);
-          float sum = 0.0f;
-          for (int64_t s = 0; s < samples; ++s) sum += attention[s] = std::exp(head_weights[s] - largest);
-          for (int64_t s = 0; s < samples; ++s) attention[s] /= sum;
+        if (kFromOffsets) {
+          softmax(head_weights, samples, attention.data());
         } else {
           std::copy(head_weights, head_weights + samples, attention.begin());
         }
@@ -204,6 +327,23 @@ void check_sample_shapes(const at::Tensor &value, const at::Tensor &locations,
               "attention weights / logits must be [N, Q, M, L, P]");
 }
 
+// The from-offsets inputs' dtypes and shapes; -> the levels.
+std::vector<Level> checked_offsets_inputs(const at::Tensor &value, const at::Tensor &spatial_shapes,
+                                          const at::Tensor &level_start_index,
+                                          const at::Tensor &reference_points,
+                                          const at::Tensor &sampling_offsets,
+                                          const at::Tensor &attention_logits) {
+  check_float_cpu({&value, &reference_points, &sampling_offsets, &attention_logits});
+  check_sample_shapes(value, sampling_offsets, attention_logits);
+  TORCH_CHECK(reference_points.dim() == 4 && reference_points.size(0) == value.size(0) &&
+                  reference_points.size(1) == sampling_offsets.size(1) &&
+                  reference_points.size(2) == sampling_offsets.size(3) &&
+                  reference_points.size(3) == 2,
+              "reference_points must be [N, Q, L, 2]");
+  return checked_levels(spatial_shapes, level_start_index, sampling_offsets.size(3),
+                        value.size(1));
+}
+
 }  // namespace
 
 // value [N, S, M, D], spatial_shapes [L, 2] (H, W), level_start_index [L],
@@ -228,18 +368,70 @@ at::Tensor ms_deform_attn_cpu_from_offsets(const at::Tensor &value,
                                            const at::Tensor &reference_points,
                                            const at::Tensor &sampling_offsets,
                                            const at::Tensor &attention_logits) {
-  check_float_cpu({&value, &reference_points, &sampling_offsets, &attention_logits});
-  check_sample_shapes(value, sampling_offsets, attention_logits);
-  TORCH_CHECK(reference_points.dim() == 4 && reference_points.size(0) == value.size(0) &&
-                  reference_points.size(1) == sampling_offsets.size(1) &&
-                  reference_points.size(2) == sampling_offsets.size(3) &&
-                  reference_points.size(3) == 2,
-              "reference_points must be [N, Q, L, 2]");
-  const auto levels = checked_levels(spatial_shapes, level_start_index,
-                                     sampling_offsets.size(3), value.size(1));
+  const auto levels = checked_offsets_inputs(value, spatial_shapes, level_start_index,
+                                             reference_points, sampling_offsets, attention_logits);
   const auto references = reference_points.contiguous();
   return sample_and_sum<true>(value, levels, sampling_offsets, attention_logits,
                               references.data_ptr<float>());
+}
+
+// Its backward: grad_output [N, Q, M * D] and the same inputs -> the gradients of value
+// [N, S, M, D], sampling_offsets [N, Q, M, L, P, 2] and attention_logits [N, Q, M, L, P]
+// (that of reference_points is grad_sampling_offsets summed over heads and points).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_cpu_from_offsets_backward(
+    const at::Tensor &grad_output, const at::Tensor &value, const at::Tensor &spatial_shapes,
+    const at::Tensor &level_start_index, const at::Tensor &reference_points,
+    const at::Tensor &sampling_offsets, const at::Tensor &attention_logits) {
+  const auto level_list = checked_offsets_inputs(value, spatial_shapes, level_start_index,
+                                                 reference_points, sampling_offsets,
+                                                 attention_logits);
+  const int64_t batch = value.size(0), total = value.size(1), heads = value.size(2),
+                channels = value.size(3);
+  const int64_t queries = sampling_offsets.size(1), levels = sampling_offsets.size(3),
+                points = sampling_offsets.size(4);
+  check_float_cpu({&grad_output});
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef({batch, queries, heads * channels}),
+              "grad_output must be [N, Q, M * D]");
+  const auto grads = grad_output.contiguous(), references = reference_points.contiguous(),
+             offsets = sampling_offsets.contiguous(), logits = attention_logits.contiguous();
+  // value and grad_value head-major, [N, M, S, D]: a task's rows are then contiguous, in a
+  // fraction of the pages and cache lines that every M-th row would take (1.7x faster).
+  const auto values = value.permute({0, 2, 1, 3}).contiguous();
+  auto grad_value = at::zeros_like(values);
+  auto grad_offsets = at::empty_like(offsets);
+  auto grad_logits = at::empty_like(logits);
+  const float *grad_data = grads.data_ptr<float>(), *value_data = values.data_ptr<float>(),
+              *reference_data = references.data_ptr<float>(),
+              *offset_data = offsets.data_ptr<float>(), *logit_data = logits.data_ptr<float>();
+  float *grad_value_data = grad_value.data_ptr<float>(),
+        *grad_offset_data = grad_offsets.data_ptr<float>(),
+        *grad_logit_data = grad_logits.data_ptr<float>();
+  const int64_t samples = levels * points;  // per query and head
+
+  // One task per image and head: it alone writes grad_value[n, m] and the offset and
+  // logit gradients of its own samples.
+  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> attention(samples);
+    for (int64_t nm = begin; nm < end; ++nm) {
+      const int64_t n = nm / heads, m = nm % heads;
+      const int64_t head0 = nm * total * channels;
+      const HeadBackward head{value_data + head0, grad_value_data + head0, channels, level_list,
+                              points};
+      for (int64_t q = 0; q < queries; ++q) {
+        const int64_t nq = n * queries + q, sample0 = (nq * heads + m) * samples;
+        // This head's offsets and logits are a short piece of each query's, which the
+        // hardware does not fetch ahead well enough: asked for 4 queries ahead.
+        const int64_t ahead = ((nq + std::min<int64_t>(4, queries - 1 - q)) * heads + m) * samples;
+        prefetch(offset_data + 2 * ahead, 2 * samples);
+        prefetch(logit_data + ahead, samples);
+        query_backward(head, grad_data + (nq * heads + m) * channels,
+                       reference_data + nq * levels * 2, offset_data + 2 * sample0,
+                       logit_data + sample0, grad_offset_data + 2 * sample0,
+                       grad_logit_data + sample0, attention.data());
+      }
+    }
+  });
+  return {grad_value.permute({0, 2, 1, 3}).contiguous(), grad_offsets, grad_logits};
 }
 
 // A dispatcher op (traceable, visible to torch.jit.trace and fvcore); importing the
@@ -252,13 +444,19 @@ TORCH_LIBRARY(minvis, library) {
       "ms_deform_attn_cpu_from_offsets(Tensor value, Tensor spatial_shapes, "
       "Tensor level_start_index, Tensor reference_points, Tensor sampling_offsets, "
       "Tensor attention_logits) -> Tensor");
+  library.def(
+      "ms_deform_attn_cpu_from_offsets_backward(Tensor grad_output, Tensor value, "
+      "Tensor spatial_shapes, Tensor level_start_index, Tensor reference_points, "
+      "Tensor sampling_offsets, Tensor attention_logits) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(minvis, CPU, library) {
   library.impl("ms_deform_attn_cpu", &ms_deform_attn_cpu);
   library.impl("ms_deform_attn_cpu_from_offsets", &ms_deform_attn_cpu_from_offsets);
+  library.impl("ms_deform_attn_cpu_from_offsets_backward",
+               &ms_deform_attn_cpu_from_offsets_backward);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
-  module.doc() = "registers torch.ops.minvis.ms_deform_attn_cpu[_from_offsets]";
+  module.doc() = "registers torch.ops.minvis.ms_deform_attn_cpu[_from_offsets[_backward]]";
 }
