@@ -18,14 +18,10 @@ def pairwise_sigmoid_bce(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean sigmoid cross-entropy of every prediction against every target.
 
     ``logits``: ``[Q, P]`` mask logits; ``targets``: ``[N, P]`` in [0, 1]. Returns ``[Q, N]``.
-    The loss against a target is the target-weighted mix of the loss against all-ones and
-    against all-zeros, so all pairs come out of two matrix products.
+    The cross-entropy of logit x against target t is softplus(x) - x t, so all pairs come
+    out of one pass over the logits and one matrix product.
     """
-    loss_if_fg = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-    loss_if_bg = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
-    total = torch.einsum("qp,np->qn", loss_if_fg, targets) + torch.einsum(
-        "qp,np->qn", loss_if_bg, 1 - targets
-    )  # [Q, N]
+    total = F.softplus(logits).sum(-1)[:, None] - logits @ targets.T  # [Q, N]
     return total / logits.shape[1]
 
 
@@ -77,9 +73,10 @@ class HungarianMatcher(nn.Module):
 
     @staticmethod
     def _sample(masks: Tensor, coords: Tensor) -> Tensor:
-        """Values of ``[M, H, W]`` masks at ``[1, P, 2]`` points in [0, 1]^2 -> ``[M, P]``."""
-        grid = coords.expand(masks.shape[0], -1, -1)  # [M, P, 2]
-        return point_sample(masks[:, None], grid, align_corners=False).squeeze(1)
+        """Values of ``[M, H, W]`` masks at ``[1, P, 2]`` points in [0, 1]^2 -> ``[M, P]``. The
+        points are shared, so the masks are sampled as the channels of one image (the same
+        values as one image per mask, several times faster on a CPU)."""
+        return point_sample(masks[None], coords, align_corners=False)[0]
 
     @torch.no_grad()
     def forward(
