@@ -194,6 +194,16 @@ def test_matcher_cost_by_hand() -> None:
     torch.testing.assert_close(cost, torch.full((2, 1), expected))
 
 
+
+def test_matcher_samples_every_mask_at_the_shared_points() -> None:
+    left = torch.zeros(SIZE, SIZE)
+    left[:, : SIZE // 2] = 1.0  # x < 0.5
+    top = left.T.clone()  # y < 0.5
+    # Pixel centres: (x, y) = (0.1875, 0.8125) is left and bottom, (0.8125, 0.1875) right and top.
+    coords = torch.tensor([[[1.5 / SIZE, 6.5 / SIZE], [6.5 / SIZE, 1.5 / SIZE]]])  # [1, P=2, 2]
+    sampled = HungarianMatcher._sample(torch.stack([left, top]), coords)
+    assert sampled.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
 def test_matcher_costs_are_float32_under_autocast() -> None:
     logits = torch.randn(4, NUM_CLASSES + 1, dtype=torch.bfloat16)
     masks = torch.randn(4, SIZE, SIZE, dtype=torch.bfloat16)
