@@ -58,7 +58,6 @@ SIDES = ("ours", "official")
 GPU_PATHS = ("default", "streaming")  # the GPU run's: the official call and the predictor's
 FIXTURE = harness.SHARED / "fixtures" / "parity_ytvis19_r50tiny_s0.pth"
 EXPORT_SCRIPT = harness.REPO / "tools" / "export" / "export_model.py"
-OFFICIAL_ENV = ("OFFICIAL_PY", "OFFICIAL_SRC", "OFFICIAL_PATH")
 OFFICIAL_RESULT = re.compile(r"RESULT seconds=[0-9.]+ per_frame_ms=([0-9.]+) peak_rss_mb=([0-9]+)")
 
 
@@ -95,17 +94,11 @@ def official(model: str, frames: int, size: tuple[int, int], weights_dir: str, o
     runner = harness.SHARED / "official_baseline" / "infer_run.py"
     config = harness.MODELS[model][0].relative_to(harness.REPO)
     args = [config, Path(weights_dir, f"{model}.pth"), frames, *size, out, "MODEL.WEIGHTS", ""]
-    env = {**os.environ, "PYTHONPATH": os.environ["OFFICIAL_PATH"]}
-    command = [os.environ["OFFICIAL_PY"], *map(str, [runner, *args])]
-    done = subprocess.run(command, cwd=os.environ["OFFICIAL_SRC"], env=env, capture_output=True, text=True)
-    match = OFFICIAL_RESULT.search(done.stdout)
-    if done.returncode != 0 or match is None:
-        sys.exit(f"official {model} at {frames} frames failed:\n{done.stderr[-3000:]}")
-    return {"per_frame_ms": float(match.group(1)), "peak_rss_mb": float(match.group(2))}
-
+    per_frame_ms, peak_rss_mb = harness.run_release(True, runner, args, OFFICIAL_RESULT)
+    return {"per_frame_ms": per_frame_ms, "peak_rss_mb": peak_rss_mb}
 
 def speed(args: argparse.Namespace) -> None:
-    if args.official_frames and not set(OFFICIAL_ENV) <= set(os.environ):
+    if args.official_frames and not set(harness.OFFICIAL_ENV) <= set(os.environ):
         sys.exit("bench_inference: source /tmp/minvis_official/env.sh first (or no --official-frames)")
     runs: dict[tuple, list[dict]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,24 +70,13 @@ STEP_RESULT = re.compile(r"RESULT s_per_step=([0-9.]+) peak_rss_mb=([0-9]+)")
 STEP_CONFIG = "configs/youtubevis_2019/video_maskformer2_R50_bs32_8ep_frame.yaml"
 
 
-def step_run(official: bool, amp: bool) -> tuple[float, float]:
+def step_run(official: bool, amp: bool) -> tuple[float, ...]:
     """Seconds per step and peak RSS MB of one ``train_step_run.py`` process."""
-    source = Path(os.environ["OFFICIAL_SRC"] if official else harness.REPO)
-    python = os.environ["OFFICIAL_PY"] if official else sys.executable
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    if official:
-        env["PYTHONPATH"] = os.environ["OFFICIAL_PATH"]
     args = [STEP_CONFIG, 2, 384, 640, "INPUT.SAMPLING_FRAME_NUM", 2, "SOLVER.AMP.ENABLED", amp]
-    command = [python, *map(str, [STEP_RUN, *args])]
-    done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
-    match = STEP_RESULT.search(done.stdout)
-    if done.returncode != 0 or match is None:
-        sys.exit(f"bench_training: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return float(match.group(1)), float(match.group(2))
-
+    return harness.run_release(official, STEP_RUN, args, STEP_RESULT, {"OMP_NUM_THREADS": "2"})
 
 def vs_official(rounds: int) -> None:
-    if not {"OFFICIAL_PY", "OFFICIAL_SRC", "OFFICIAL_PATH"} <= set(os.environ):
+    if not set(harness.OFFICIAL_ENV) <= set(os.environ):
         sys.exit("bench_training --vs-official: source /tmp/minvis_official/env.sh first")
     sides = {"official release, fp32": (True, False), "this project, fp32": (False, False),
              "this project, bf16 autocast": (False, True)}  # fmt: skip

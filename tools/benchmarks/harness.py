@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -140,6 +141,25 @@ def run_worker(script: str, payload: dict[str, Any], env: dict[str, str] | None 
         sys.exit(f"{Path(script).name}: worker {payload} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
+
+OFFICIAL_ENV = ("OFFICIAL_PY", "OFFICIAL_SRC", "OFFICIAL_PATH")  # from /tmp/minvis_official/env.sh
+
+
+def run_release(official: bool, script: Path, args: Sequence[object], result: re.Pattern,
+                env: dict[str, str] | None = None) -> tuple[float, ...]:  # fmt: skip
+    """``script ARGS`` run by the official release's Python from its source tree, or by ours
+    from this checkout, in a fresh process; the numbers of the ``result`` line it prints."""
+    env = {**os.environ, **(env or {})}
+    if official:
+        env["PYTHONPATH"] = os.environ["OFFICIAL_PATH"]
+    python = os.environ["OFFICIAL_PY"] if official else sys.executable
+    source = os.environ["OFFICIAL_SRC"] if official else REPO
+    command = [python, *map(str, [script, *args])]
+    done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
+    match = result.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return tuple(float(value) for value in match.groups())
 
 def pair_instances(ours: dict[str, Any], reference: dict[str, Any]) -> list[tuple[bool, float, float]]:
     """Each instance of two video results (``pred_scores, pred_labels, pred_masks``) paired with
